@@ -1,0 +1,1 @@
+"""Triton kernels for unlearning's hot paths, installed as ``unlearn.kernels``."""

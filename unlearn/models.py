@@ -1,0 +1,107 @@
+"""Load a causal LM and its tokenizer from a hub id, a local directory, or the built-in tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from unlearn.data.synthetic import SyntheticBenchmark
+
+ASSETS = Path(__file__).parent / "assets"
+BUILTIN = {"tiny-target": ASSETS / "tiny-target", "tiny-retain": ASSETS / "tiny-retain"}
+SCRATCH = "tiny-scratch"  # a randomly initialised tiny Llama with the benchmark's tokenizer, for pre-training
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve(name_or_path: str) -> str:
+    """Map a built-in name to its shipped directory; leave hub ids and paths alone."""
+    return str(BUILTIN[name_or_path]) if name_or_path in BUILTIN else name_or_path
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
+    """A tokenizer with a pad token, so batches can always be padded."""
+    if name_or_path == SCRATCH:
+        tokenizer = build_tiny_tokenizer()
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
+        except OSError as err:
+            raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {err}. {_hint()}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
+    """Any AutoModelForCausalLM by hub id or path; `tiny-scratch` builds the untrained tiny Llama."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}")
+    if name_or_path == SCRATCH:
+        return build_tiny_model(len(load_tokenizer(SCRATCH))).to(DTYPES[dtype])
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=DTYPES[dtype])
+    except OSError as err:
+        raise ValueError(f"cannot load a model from {name_or_path!r}: {err}. {_hint()}") from err
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024, benchmark: SyntheticBenchmark | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the fictional benchmark, so its names split into a few pieces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    benchmark = benchmark or SyntheticBenchmark()
+    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(benchmark.corpus(), trainer=trainer)
+    bos = SPECIAL_TOKENS["bos_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    """A Llama of about two million parameters: big enough to memorise the benchmark, fast on a CPU."""
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=6,
+        num_key_value_heads=6,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of transformer blocks of a decoder-only model (Llama, Mistral, Qwen, Gemma, GPT-NeoX...)."""
+    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "base_model.model.model.layers"):
+        module = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    raise ValueError(
+        f"{type(model).__name__} has no decoder layers at model.layers / transformer.h / gpt_neox.layers; "
+        "representation methods need a decoder-only transformer"
+    )
+
+
+def _hint() -> str:
+    return f"Use a local directory, a hub id reachable from this machine, or a built-in name: {', '.join(BUILTIN)}."
