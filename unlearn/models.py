@@ -47,7 +47,9 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
         raise ValueError(f"cannot load a model from {name_or_path!r}: {err}. {_hint()}") from err
 
 
-def build_tiny_tokenizer(vocab_size: int = 1024, benchmark: SyntheticBenchmark | None = None) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    vocab_size: int = 1024, benchmark: SyntheticBenchmark | None = None
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on the fictional benchmark, so its names split into a few pieces."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -91,7 +93,13 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The list of transformer blocks of a decoder-only model (Llama, Mistral, Qwen, Gemma, GPT-NeoX...)."""
-    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "base_model.model.model.layers"):
+    for path in (
+        "model.layers",
+        "model.decoder.layers",
+        "transformer.h",
+        "gpt_neox.layers",
+        "base_model.model.model.layers",
+    ):
         module = model
         for part in path.split("."):
             module = getattr(module, part, None)

@@ -70,7 +70,10 @@ class UnlearnDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         order = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.rows[self.main_role], batch_size=self.batch_size, shuffle=True, generator=order,
+            self.rows[self.main_role],
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=order,
             collate_fn=self._collate_train,
         )
 
@@ -82,7 +85,9 @@ class UnlearnDataModule(L.LightningDataModule):
 
     def ordered_dataloader(self, role: str) -> DataLoader:
         """One pass over a set in its stored order, e.g. to cache reference log-probs by row index."""
-        return DataLoader(self.rows[role], batch_size=self.batch_size, collate_fn=lambda rows: {role: self.collator(rows)})
+        return DataLoader(
+            self.rows[role], batch_size=self.batch_size, collate_fn=lambda rows: {role: self.collator(rows)}
+        )
 
     def sample_retain(self) -> list[dict]:
         """Retain rows for one step, drawn with this rank's generator."""

@@ -8,9 +8,15 @@ Every source returns a list of rows of one kind:
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unlearn.data.synthetic import SyntheticBenchmark
+
+if TYPE_CHECKING:
+    import datasets
 
 
 class Source(ABC):
@@ -63,7 +69,10 @@ class SyntheticQA(SyntheticSource):
         self.paraphrased = paraphrased
 
     def load(self) -> list[dict]:
-        return [{"question": r["question"], "answer": r["answer"]} for r in self.benchmark.qa(self.split, self.paraphrased)]
+        return [
+            {"question": r["question"], "answer": r["answer"]}
+            for r in self.benchmark.qa(self.split, self.paraphrased)
+        ]
 
 
 class SyntheticPassages(SyntheticSource):
@@ -100,3 +109,249 @@ class Mixture(Source):
     @property
     def name(self) -> str:
         return "+".join(s.name for s in self.sources)
+
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+class DatasetSource(Source):
+    """What the loaders of real datasets share: where the rows are, which split, and how many to keep."""
+
+    def __init__(self, path: str, name: str | None, split: str, limit: int | None) -> None:
+        self.path, self.config_name, self.split, self.limit = path, name, split, limit
+        if limit is not None and limit < 1:
+            raise ValueError(
+                f"{self.name}: limit={limit} keeps no rows; give a positive limit or None for all"
+            )
+        local = Path(path).expanduser()
+        if local.is_file() and local.suffix not in FILE_BUILDERS:
+            raise ValueError(
+                f"{self.name}: cannot read {local.suffix!r} files; convert {path!r} to one of "
+                f"{sorted(FILE_BUILDERS)}"
+            )
+        looks_local = (
+            local.suffix in FILE_BUILDERS or path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(path)
+        )
+        if not local.exists() and looks_local:
+            raise ValueError(
+                f"{self.name}: no such file or directory {path!r}; give an existing .json/.jsonl/"
+                f".parquet/.csv file, a folder of data files, a save_to_disk folder, or a hub id"
+            )
+        if name is not None and (local.is_file() or _saved_to_disk(local)):
+            raise ValueError(
+                f"{self.name}: name={name!r} picks a hub config, but {path!r} holds one dataset; drop name="
+            )
+
+    @property
+    def name(self) -> str:
+        config = "" if self.config_name is None else f":{self.config_name}"
+        return f"{type(self).__name__}({self.path}{config})"
+
+    def _load(self, columns: dict[str, str]) -> datasets.Dataset:
+        """One split with only `columns` ({argument: column}); every loading error names the fix."""
+        import datasets  # here, not at the top: the embedded benchmark should not pay its import time
+
+        local = Path(self.path).expanduser()
+        try:
+            if local.is_file():  # one file is one split, whatever `split` says
+                dataset = datasets.load_dataset(
+                    FILE_BUILDERS[local.suffix], data_files=str(local), split="train"
+                )
+            elif _saved_to_disk(local):
+                dataset = datasets.load_from_disk(str(local))
+            else:  # a hub id or a folder of data files
+                dataset = datasets.load_dataset(self.path, self.config_name, split=self.split)
+        except Exception as err:
+            raise ValueError(
+                f"{self.name}: datasets could not load split {self.split!r}: {type(err).__name__}: {err}\n"
+                f"Check path= (a hub id or local path), name= (the hub config) and split=."
+            ) from err
+        if isinstance(dataset, datasets.DatasetDict):
+            if self.split not in dataset:
+                raise ValueError(
+                    f"{self.name} has no split {self.split!r}; it has {list(dataset)}; "
+                    f"set split= to one of them"
+                )
+            dataset = dataset[self.split]
+        for argument, column in columns.items():
+            if column not in dataset.column_names:
+                raise ValueError(
+                    f"dataset {self.name} has no column {column!r}; it has {dataset.column_names}; "
+                    f"set {argument}= to one of them"
+                )
+        if len(dataset) == 0:
+            raise ValueError(f"{self.name}: split {self.split!r} has no rows; check path=, name= and split=")
+        return dataset.select_columns(list(dict.fromkeys(columns.values())))
+
+    def _first(self, dataset: datasets.Dataset) -> list[dict]:
+        """The first `limit` rows, without reading the rest."""
+        return dataset.select(range(min(self.limit or len(dataset), len(dataset)))).to_list()
+
+    def _check_str(self, index: int, key: str, value: object) -> str:
+        """Fail on a null or non-text value where text is expected, naming the row."""
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{self.name}: row {index} has {key}={value!r}, expected a string; fix the data "
+                f"or pick another column"
+            )
+        return value
+
+
+class TextSource(DatasetSource):
+    """Plain-text corpora (WMDP's forget and retain corpora, wikitext), filtered and cut like the RMU code."""
+
+    kind = "text"
+
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        split: str = "train",
+        text_key: str = "text",
+        min_chars: int = 0,
+        max_chars: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            path: a hub id (cais/wmdp-corpora, wikitext), a local .json/.jsonl/.parquet/.csv file
+                (e.g. bio-forget-corpus.jsonl), a folder of data files, or a save_to_disk folder.
+            name: the hub config, e.g. cyber-forget-corpus or wikitext-2-raw-v1.
+            split: the split to read; a single file is always read whole.
+            text_key: the column holding the text.
+            min_chars: drop texts shorter than this (wikitext's empty and heading lines).
+            max_chars: cut each kept text to this many characters; None keeps it whole.
+            limit: keep the first this many texts after filtering; None keeps all.
+        """
+        super().__init__(path, name, split, limit)
+        if min_chars < 0 or max_chars is not None and max_chars < max(min_chars, 1):
+            raise ValueError(
+                f"{self.name}: need 0 <= min_chars <= max_chars and max_chars >= 1; got "
+                f"min_chars={min_chars}, max_chars={max_chars}"
+            )
+        self.text_key, self.min_chars, self.max_chars = text_key, min_chars, max_chars
+
+    def load(self) -> list[dict]:
+        dataset = self._load({"text_key": self.text_key})
+        rows = []
+        for index, text in enumerate(dataset[self.text_key]):
+            if len(self._check_str(index, self.text_key, text)) >= self.min_chars:
+                rows.append({"text": text[: self.max_chars]})
+                if len(rows) == self.limit:
+                    break
+        if not rows:
+            raise ValueError(
+                f"{self.name}: all {len(dataset)} texts in split {self.split!r} are shorter than "
+                f"min_chars={self.min_chars}; lower min_chars="
+            )
+        return rows
+
+
+class QASource(DatasetSource):
+    """Question/answer pairs such as TOFU's forget and retain splits."""
+
+    kind = "qa"
+
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        split: str = "train",
+        question_key: str = "question",
+        answer_key: str = "answer",
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            path: a hub id (locuslab/TOFU), a local .json/.jsonl/.parquet/.csv file, a folder of data files,
+                or a save_to_disk folder.
+            name: the hub config, e.g. forget10 or retain90.
+            split: the split to read; a single file is always read whole.
+            question_key: the column holding the question (e.g. paraphrased_question).
+            answer_key: the column holding the answer (e.g. paraphrased_answer).
+            limit: keep the first this many pairs; None keeps all.
+        """
+        super().__init__(path, name, split, limit)
+        self.question_key, self.answer_key = question_key, answer_key
+
+    def load(self) -> list[dict]:
+        rows = self._first(self._load({"question_key": self.question_key, "answer_key": self.answer_key}))
+        return [
+            {
+                "question": self._check_str(index, self.question_key, row[self.question_key]),
+                "answer": self._check_str(index, self.answer_key, row[self.answer_key]),
+            }
+            for index, row in enumerate(rows)
+        ]
+
+
+class MCQSource(DatasetSource):
+    """Multiple-choice questions in WMDP's and MMLU's schema; answers are checked against the choices."""
+
+    kind = "mcq"
+
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        split: str = "test",
+        question_key: str = "question",
+        choices_key: str = "choices",
+        answer_key: str = "answer",
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            path: a hub id (cais/wmdp, cais/mmlu), a local .json/.jsonl/.parquet/.csv file, a folder of data
+                files, or a save_to_disk folder.
+            name: the hub config, e.g. wmdp-bio, wmdp-cyber, wmdp-chem, or an MMLU subject or "all".
+            split: the split to read; a single file is always read whole.
+            question_key: the column holding the question.
+            choices_key: the column holding the list of choices.
+            answer_key: the column holding the correct choice: an index, or a letter A, B, ...
+            limit: keep the first this many questions; None keeps all.
+        """
+        super().__init__(path, name, split, limit)
+        self.question_key, self.choices_key, self.answer_key = question_key, choices_key, answer_key
+
+    def load(self) -> list[dict]:
+        keys = {
+            "question_key": self.question_key,
+            "choices_key": self.choices_key,
+            "answer_key": self.answer_key,
+        }
+        rows = []
+        for index, row in enumerate(self._first(self._load(keys))):
+            choices = row[self.choices_key]
+            if not isinstance(choices, list) or len(choices) < 2:
+                raise ValueError(
+                    f"{self.name}: row {index} has {self.choices_key}={choices!r}, expected a list "
+                    f"of at least 2 choices; check choices_key="
+                )
+            rows.append(
+                {
+                    "question": self._check_str(index, self.question_key, row[self.question_key]),
+                    "choices": [self._check_str(index, self.choices_key, choice) for choice in choices],
+                    "answer": self._answer_index(index, row[self.answer_key], len(choices)),
+                }
+            )
+        return rows
+
+    def _answer_index(self, index: int, answer: object, num_choices: int) -> int:
+        """The answer as an index into the choices, accepting the letters A, B, ... that some datasets use."""
+        letters = [chr(ord("A") + i) for i in range(num_choices)]
+        if isinstance(answer, str) and answer in letters:
+            return letters.index(answer)
+        if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < num_choices:
+            return answer
+        raise ValueError(
+            f"{self.name}: row {index} has {self.answer_key}={answer!r}, but it has {num_choices} "
+            f"choices; the answer must be an index 0..{num_choices - 1} or a letter "
+            f"{letters[0]}..{letters[-1]}; fix the data or set answer_key="
+        )
+
+
+def _saved_to_disk(path: Path) -> bool:
+    """Whether `path` is a folder written by Dataset.save_to_disk or DatasetDict.save_to_disk."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()

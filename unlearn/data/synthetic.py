@@ -129,8 +129,7 @@ class SyntheticBenchmark:
         """Question/answer pairs, one per fact; `paraphrased` uses the question form never trained on."""
         form = 1 if paraphrased else 0
         return [
-            {"question": QUESTIONS[a][form].format(name=e.name), "answer": e.facts[a], "entity": e.name,
-             "attribute": a}
+            {"question": QUESTIONS[a][form].format(name=e.name), "answer": e.facts[a], "entity": e.name, "attribute": a}
             for e in self.split(split)
             for a in ATTRIBUTES
         ]
@@ -138,7 +137,7 @@ class SyntheticBenchmark:
     def perturbed(self, split: str, count: int = 3) -> list[dict]:
         """QA pairs with wrong-but-plausible answers from the same vocabulary (for TOFU's truth ratio)."""
         rows = []
-        for row, (e, a) in zip(self.qa(split), self._facts(split)):
+        for row, (e, a) in zip(self.qa(split), self._facts(split), strict=True):
             rng = random.Random(f"{self.seed}/perturb/{e.name}/{a}")
             wrong = [v for v in self.vocabulary(e, a) if v != e.facts[a]]
             rows.append({**row, "perturbed_answers": rng.sample(wrong, count)})

@@ -1,0 +1,17 @@
+"""Objectives as pure functions of logits, log-likelihoods, hidden states and masks."""
+
+from unlearn.losses.divergence import gradient_ascent_loss, kl_to_reference, npo_loss, simnpo_loss
+from unlearn.losses.nll import mean_token_nll, sequence_nll, shifted_logprobs
+from unlearn.losses.representation import masked_mse, rmu_loss
+
+__all__ = [
+    "gradient_ascent_loss",
+    "kl_to_reference",
+    "masked_mse",
+    "mean_token_nll",
+    "npo_loss",
+    "rmu_loss",
+    "sequence_nll",
+    "shifted_logprobs",
+    "simnpo_loss",
+]

@@ -1,0 +1,266 @@
+"""Scoring against unpadded one-sequence-at-a-time references, on a random tiny Llama and our tokenizer."""
+
+import copy
+
+import pytest
+import torch
+from torch.testing import assert_close
+from transformers import AddedToken, LlamaConfig, LlamaForCausalLM
+
+from unlearn.data.collate import qa_prompt
+from unlearn.eval import scoring
+from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
+from unlearn.models import build_tiny_tokenizer
+
+QUESTIONS = [
+    "Where?",
+    "Where does Xemoki Wanucla live?",
+    "In which city is the home of a person whose name is long enough to need many more tokens than the rest?",
+    "What pet does Bri Kadro keep?",
+    "When was Tre Velmar born?",
+]
+CITIES = ["Velmora", "Tarsk", "Quillon", "Brask", "Rook"]
+
+
+def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
+    """Two layers of width 32: every code path of a real Llama at a fraction of build_tiny_model's cost."""
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Width-32 matmuls run fastest on one thread; more only add synchronisation, worse on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_llama(len(tokenizer))
+
+
+@pytest.fixture(scope="module")
+def letter_tokenizer(tokenizer):
+    """Our tokenizer splits " A" into two tokens; these added tokens make letters one token, as in Llama."""
+    extended = copy.deepcopy(tokenizer)
+    extended.add_tokens([AddedToken(f" {letter}", normalized=False) for letter in "ABCD"])
+    return extended
+
+
+@pytest.fixture(scope="module")
+def letter_model(letter_tokenizer):
+    return tiny_llama(len(letter_tokenizer))
+
+
+def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
+    """Independent reference: one unpadded forward per (question, choice), float64 log-softmax, summed."""
+    width = max(len(row["choices"]) for row in rows)
+    out = torch.full((len(rows), width), float("-inf"), dtype=torch.float64)
+    for k, row in enumerate(rows):
+        for c, choice in enumerate(row["choices"]):
+            if template == "cloze":
+                context, continuation = qa_prompt(row["question"]), " " + choice
+            else:
+                context, continuation = letter_prompt(row["question"], row["choices"]), " " + "ABCD"[c]
+            context_ids = tokenizer(context).input_ids
+            continuation_ids = tokenizer(continuation, add_special_tokens=False).input_ids
+            with torch.no_grad():
+                logits = model(torch.tensor([context_ids + continuation_ids])).logits[0].double()  # (T, V)
+            total = 0.0
+            for t, token in enumerate(continuation_ids):
+                position = len(context_ids) - 1 + t
+                total += (logits[position, token] - torch.logsumexp(logits[position], dim=-1)).item()
+            out[k, c] = total
+    return out
+
+
+def forbid(monkeypatch, path: str) -> None:
+    """Make one scoring path fail, so a test proves which path produced its numbers."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{path} should not run here")
+
+    monkeypatch.setattr(scoring, path, fail)
+
+
+def mcq_rows(choices_per_row: list[list[str]]) -> list[dict]:
+    return [
+        {"question": q, "choices": c, "answer": 0} for q, c in zip(QUESTIONS, choices_per_row, strict=True)
+    ]
+
+
+def test_letter_prompt_is_the_harness_template():
+    """description + stripped question, one `X. choice` line per choice, then `Answer:` (no space after)."""
+    prompt = letter_prompt("  What is 2+2? \n", ["3", "4", "five"], description="About maths.\n\n")
+    assert prompt == "About maths.\n\nWhat is 2+2?\nA. 3\nB. 4\nC. five\nAnswer:"
+    with pytest.raises(ValueError, match="at most 26"):
+        letter_prompt("q", [str(i) for i in range(27)])
+
+
+def test_cloze_multi_token_choices_equal_unpadded_reference(model, tokenizer, monkeypatch):
+    """Ragged rows (3 and 4 choices), prompts of different lengths, batches that split pairs across calls."""
+    choices = [
+        ["crimson teal", "Velmora", "a pet ferret"],
+        ["Eskabar", "Rook", "bridgewright of Tarsk", "1947"],
+        ["owl", "goose", "hedgehog", "saffron ochre jade"],
+        ["Quillon", "Brask", "Sundell"],
+        ["1900", "1911", "1923", "1959"],
+    ]
+    rows = mcq_rows(choices)
+    assert any(len(tokenizer(" " + c, add_special_tokens=False).input_ids) > 1 for c in choices[0])
+    forbid(monkeypatch, "_next_token_scores")
+    scores = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=3)
+    expected = reference_scores(model, tokenizer, rows, "cloze")
+    assert scores.dtype == torch.float32 and scores.shape == (5, 4)
+    assert torch.isneginf(scores[0, 3]) and torch.isneginf(scores[3, 3])
+    assert_close(scores.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_cloze_single_token_fast_path_equals_reference(model, tokenizer, monkeypatch):
+    """One-token cities take the one-forward-per-question path: padding must not move the last position."""
+    assert all(len(tokenizer(" " + c, add_special_tokens=False).input_ids) == 1 for c in CITIES)
+    rows = mcq_rows([CITIES[:4], CITIES[1:], CITIES[:3], CITIES[2:], CITIES[::-1]])
+    forbid(monkeypatch, "_continuation_scores")
+    scores = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=2)
+    assert torch.isneginf(scores[2, 3]) and not torch.isinf(scores[4]).any()
+    assert_close(scores.double(), reference_scores(model, tokenizer, rows, "cloze"), atol=1e-5, rtol=0)
+
+
+def test_letter_fast_path_equals_general_path_and_reference(letter_model, letter_tokenizer, monkeypatch):
+    """With one-token letters, the fast path agrees with the pair-by-pair general path and the reference."""
+    rows = mcq_rows([["3", "4", "five", "six"]] * 5)
+    contexts, continuations = scoring._encode_choices(letter_tokenizer, rows, "letter", "")
+    assert all(len(ids) == 1 for conts in continuations for ids in conts)
+    general = scoring._continuation_scores(
+        letter_model, contexts, continuations, pad_id=0, batch_size=3, progress=False
+    )
+    forbid(monkeypatch, "_continuation_scores")
+    scores = choice_logprobs(letter_model, letter_tokenizer, rows, template="letter", batch_size=2)
+    assert_close(scores, torch.stack(general), atol=1e-5, rtol=0)
+    assert_close(
+        scores.double(), reference_scores(letter_model, letter_tokenizer, rows, "letter"), atol=1e-5, rtol=0
+    )
+
+
+def test_letter_with_two_token_letters_takes_general_path(model, tokenizer, monkeypatch):
+    """The project tokenizer splits " A" into two tokens, so letters need the summed general path."""
+    assert len(tokenizer(" A", add_special_tokens=False).input_ids) == 2
+    rows = mcq_rows([["x", "y", "z", "w"], ["1", "2", "3"], ["p", "q", "r", "s"]])
+    forbid(monkeypatch, "_next_token_scores")
+    scores = choice_logprobs(model, tokenizer, rows, template="letter", batch_size=4)
+    assert_close(scores.double(), reference_scores(model, tokenizer, rows, "letter"), atol=1e-5, rtol=0)
+
+
+def test_choice_logprobs_rejects_bad_input_and_accepts_no_rows(model, tokenizer):
+    with pytest.raises(ValueError, match="template"):
+        choice_logprobs(model, tokenizer, mcq_rows([CITIES]), template="mmlu")
+    with pytest.raises(ValueError, match="no choices"):
+        choice_logprobs(model, tokenizer, mcq_rows([CITIES, []]))
+    assert choice_logprobs(model, tokenizer, []).shape == (0, 0)
+
+
+def test_scoring_restores_each_module_training_flag(tokenizer):
+    """A callback runs mid-fit: the model goes back to train mode, a deliberately frozen block stays eval."""
+    model = tiny_llama(len(tokenizer)).train()
+    model.model.layers[0].eval()
+    choice_logprobs(model, tokenizer, mcq_rows([CITIES]))
+    generate_answers(model, tokenizer, QUESTIONS[:1], max_new_tokens=2)
+    assert model.training and model.model.layers[1].training and not model.model.layers[0].training
+
+
+def test_mcq_predictions_argmax_ignores_missing_choices():
+    scores = torch.tensor([[-3.0, -1.0, float("-inf")], [float("-inf"), -5.0, -4.0]])
+    assert mcq_predictions(scores).tolist() == [1, 2]
+    assert mcq_predictions(torch.empty(0, 0)).shape == (0,)
+
+
+def reference_answer(model, tokenizer, question: str, max_new_tokens: int) -> str:
+    """Independent reference: greedy generation of one prompt alone, so no padding at all."""
+    input_ids = torch.tensor([tokenizer(qa_prompt(question)).input_ids])
+    output = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0)
+    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def test_generate_left_padded_batches_equal_single_prompts(model, tokenizer):
+    """Prompts of 3 to 25 tokens in batches of 2 (last one ragged) answer exactly as each does alone."""
+    answers = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=8, batch_size=2, stop=())
+    assert answers == [reference_answer(model, tokenizer, q, 8) for q in QUESTIONS]
+    assert all(answers) and tokenizer.padding_side == "right"
+
+
+def test_generate_stops_at_the_first_stop_string(model, tokenizer):
+    """Stopping generation early keeps the prefix: the answer is the unstopped text cut at the stop string."""
+    full = generate_answers(model, tokenizer, QUESTIONS[1:2], max_new_tokens=10, stop=())[0]
+    stop = full[len(full) // 2]
+    stopped = generate_answers(model, tokenizer, QUESTIONS[1:2], max_new_tokens=10, stop=("\n", stop))[0]
+    assert stopped == full[: full.index(stop)].strip()
+
+
+def test_generate_cuts_at_any_eos_of_the_generation_config(tokenizer):
+    """A model-declared EOS id (as Llama 3 lists several) ends the answer at its first occurrence."""
+    model = tiny_llama(len(tokenizer))
+    input_ids = torch.tensor([tokenizer(qa_prompt(QUESTIONS[1])).input_ids])
+    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[
+        0, input_ids.shape[1] :
+    ]
+    eos = int(generated[3])
+    cut = generated.tolist().index(eos)
+    model.generation_config.eos_token_id = [2, eos]
+    answer = generate_answers(model, tokenizer, QUESTIONS[1:2], max_new_tokens=8, stop=())[0]
+    assert answer == tokenizer.decode(generated[:cut], skip_special_tokens=True).strip()
+
+
+def test_sampling_at_low_temperature_is_greedy(model, tokenizer):
+    """Pure temperature sampling concentrates on the argmax as the temperature goes to 0."""
+    greedy = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=6, stop=())
+    torch.manual_seed(0)
+    sampled = generate_answers(
+        model, tokenizer, QUESTIONS, max_new_tokens=6, stop=(), do_sample=True, temperature=1e-4
+    )
+    assert sampled == greedy
+
+
+def test_sampling_ignores_the_model_top_k(tokenizer):
+    """Hub configs often set top_k; top_k=1 would make sampling greedy, but ours samples the full softmax."""
+    model = tiny_llama(len(tokenizer))
+    model.generation_config.top_k = 1
+    greedy = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=6, stop=())
+    torch.manual_seed(0)
+    sampled = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=6, stop=(), do_sample=True)
+    assert sampled != greedy
+
+
+@pytest.mark.parametrize(
+    ("text", "stop", "expected"),
+    [
+        (" Velmora\nQuestion: x", ("\n",), "Velmora"),
+        ("a. b\nc", ("\n", "."), "a"),
+        ("x\ny\nz", ("\n",), "x"),
+        ("  no stop here  ", ("\n",), "no stop here"),
+        ("keep all", ("", "zz"), "keep all"),
+        ("\nleading stop", ("\n",), ""),
+    ],
+)
+def test_cut_at_stop(text, stop, expected):
+    """The earliest of several stop strings wins; an empty stop string never matches."""
+    assert scoring._cut_at_stop(text, stop) == expected

@@ -1,0 +1,109 @@
+"""Methods wired into Lightning: references, trainable selection, guards and saving."""
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.data.sources import SyntheticPassages, SyntheticQA
+from unlearn.methods import NPO, RMU, GradDiff, GradientAscent
+from unlearn.models import load_model
+
+
+class Recorder(L.Callback):
+    """Keeps every training step's loss terms."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+
+
+def fit(module, tmp_path, steps=3, forget=None, retain=None, batch_size=4):
+    L.seed_everything(0)
+    recorder = Recorder()
+    data = UnlearnDataModule(
+        "tiny-scratch",
+        forget=forget or SyntheticQA("forget01"),
+        retain=retain or SyntheticQA("retain"),
+        batch_size=batch_size,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[recorder],
+    )
+    trainer.fit(module, datamodule=data)
+    return recorder.steps
+
+
+def adam(lr):
+    return lambda params: torch.optim.AdamW(params, lr=lr)
+
+
+def test_npo_first_step_is_log_two_scaled(tmp_path):
+    """At step 0 the policy is the reference: log-ratio 0, so L = -(2/β)·log σ(0) = (2/β)·log 2."""
+    steps = fit(NPO(model="tiny-scratch", beta=0.1, alpha=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
+    assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
+
+
+def test_npo_cached_and_frozen_references_agree(tmp_path):
+    cached = fit(NPO(model="tiny-scratch", reference="cached", optimizer=adam(1e-3)), tmp_path / "c", steps=4)
+    frozen = fit(NPO(model="tiny-scratch", reference="frozen", optimizer=adam(1e-3)), tmp_path / "f", steps=4)
+    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
+    assert cached[-1]["train/forget"] != pytest.approx(cached[0]["train/forget"]), "training must move the loss"
+
+
+def test_graddiff_kl_uses_a_frozen_reference(tmp_path):
+    steps = fit(GradDiff(model="tiny-scratch", retain_loss="kl", optimizer=adam(1e-3)), tmp_path, steps=3)
+    assert steps[0]["train/retain"] == pytest.approx(0.0, abs=1e-6), "KL to itself is zero before any update"
+    assert steps[-1]["train/retain"] > 0
+
+
+def test_rmu_trains_only_the_selected_weights(tmp_path):
+    module = RMU(model="tiny-scratch", layer=2, optimizer=adam(1e-2))
+    fit(module, tmp_path, steps=2, forget=SyntheticPassages("forget01"), retain=SyntheticPassages("retain"))
+    before = dict(load_model("tiny-scratch").named_parameters())
+    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+    assert len(module.reference.model.layers) == 3, "the frozen reference stops after the hooked layer"
+
+
+def test_rmu_layer_out_of_range_names_the_fix():
+    module = RMU(model="tiny-scratch", layer=9)
+    with pytest.raises(ValueError, match=r"out of range: tiny-scratch has 4 decoder layers \(0..3\)"):
+        module.configure_model()
+
+
+def test_nan_loss_stops_the_run_and_saves_nothing(tmp_path):
+    class Broken(GradientAscent):
+        def objective(self, batch):
+            terms = super().objective(batch)
+            return {"loss": terms["loss"] * float("nan") if self.global_step == 1 else terms["loss"]}
+
+    with pytest.raises(FloatingPointError, match="at step 1"):
+        fit(Broken(model="tiny-scratch", optimizer=adam(1e-3)), tmp_path, steps=3)
+    assert not (tmp_path / "model").exists()
+
+
+def test_checkpoints_leave_the_reference_out():
+    module = NPO(model="tiny-scratch", reference="frozen")
+    module.configure_model()
+    checkpoint = {"state_dict": module.state_dict()}
+    assert any(k.startswith("reference.") for k in checkpoint["state_dict"])
+    module.on_save_checkpoint(checkpoint)
+    assert not any(k.startswith("reference.") for k in checkpoint["state_dict"])
+
+
+def test_unmatched_trainable_regex_is_a_clear_error():
+    module = GradientAscent(model="tiny-scratch", trainable=r"no_such_weight")
+    with pytest.raises(ValueError, match="matches no parameter"):
+        module.configure_model()

@@ -1,0 +1,95 @@
+"""The CLI end to end: fit then test on the embedded default, and clear errors that leave no output."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM
+
+from unlearn.cli import main
+from unlearn.models import load_model
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def quick_config(tmp_path: Path, name: str = "npo", steps: int = 3, **model_args) -> Path:
+    """A shipped config cut to a few steps and a few evaluation rows, writing under tmp_path."""
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config["trainer"].update(max_steps=steps, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    config["trainer"]["callbacks"][0]["init_args"].update(limit=10, holdout=None)
+    config["model"]["init_args"].update(model_args)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_then_test(tmp_path):
+    config = quick_config(tmp_path)
+    main(["fit", "--config", str(config)])
+    run = tmp_path / "run"
+    fitted = json.loads((run / "metrics.json").read_text())
+    assert fitted["method"] == "NPO" and fitted["model"] == "tiny-target"
+    expected = {"forget/qa_acc", "forget/mcq_acc", "retain/qa_acc", "retain/mcq_acc"}
+    assert set(fitted["before"]) == set(fitted["after"]) == expected
+    assert fitted["config"]["model"]["beta"] == 0.1
+    assert len(fitted["items"]["after"]["forget/qa_acc"]) == 10
+
+    unlearned = AutoModelForCausalLM.from_pretrained(run / "model")
+    target = load_model("tiny-target")
+    assert any(not torch.equal(a, b) for a, b in zip(unlearned.parameters(), target.parameters(), strict=True))
+
+    main(["test", "--config", str(config), "--model.init_args.model", str(run / "model")])
+    tested = json.loads((run / "metrics.json").read_text())
+    assert set(tested) >= {"method", "model", "config", "after"} and "before" not in tested
+    assert tested["after"] == pytest.approx(fitted["after"]), "test must reproduce fit's final evaluation"
+    assert len(list(run.glob("metrics.json.prev-*"))) == 1, "the fit result is kept, not overwritten"
+
+
+def assert_no_output(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert not (run / "metrics.json").exists() and not (run / "model").exists()
+
+
+def test_unknown_method_class(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(quick_config(tmp_path)), "--model.class_path", "unlearn.methods.NoSuchMethod"])
+    assert "NoSuchMethod" in capsys.readouterr().err
+    assert_no_output(tmp_path)
+
+
+def test_missing_dataset_column(tmp_path):
+    data = tmp_path / "forget.jsonl"
+    data.write_text(json.dumps({"prompt": "Who?", "response": "Nobody"}) + "\n")
+    args = ["--data.forget.class_path", "unlearn.data.sources.QASource", "--data.forget.init_args.path", str(data)]
+    with pytest.raises(ValueError, match="no column 'question'"):
+        main(["fit", "--config", str(quick_config(tmp_path)), *args])
+    assert_no_output(tmp_path)
+
+
+def test_empty_forget_split(tmp_path):
+    data = tmp_path / "corpus.jsonl"
+    data.write_text(json.dumps({"text": "too short"}) + "\n")
+    args = [
+        "--data.forget.class_path", "unlearn.data.sources.TextSource",
+        "--data.forget.init_args.path", str(data), "--data.forget.init_args.min_chars", "100",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="min_chars"):
+        main(["fit", "--config", str(quick_config(tmp_path)), *args])
+    assert_no_output(tmp_path)
+
+
+def test_rmu_layer_out_of_range(tmp_path):
+    with pytest.raises(ValueError, match="out of range"):
+        main(["fit", "--config", str(quick_config(tmp_path, "rmu", layer=9))])
+    assert_no_output(tmp_path)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_parses_and_says_what_it_runs(config, capsys):
+    assert config.read_text().startswith("# "), "each config starts with a comment: what it runs and the command"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "class_path" in capsys.readouterr().out

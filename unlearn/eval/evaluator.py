@@ -1,0 +1,111 @@
+"""Evaluator callbacks: score the model before and after unlearning (or alone in `test`) and report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from unlearn.data.sources import SyntheticMCQ, SyntheticQA
+from unlearn.eval.report import format_table, run_summary
+from unlearn.eval.tasks import EvalTask, MCQTask, QATask
+from unlearn.io import atomic_write_json
+
+
+class Evaluator(L.Callback):
+    """Owns one torchmetrics metric per task, shards rows across ranks, writes <root>/metrics.json."""
+
+    def __init__(self, tasks: list[EvalTask], batch_size: int = 64, progress: bool = True, save_items: bool = True):
+        """
+        Args:
+            tasks: what to measure; each gives one `<split>/<metric>` number.
+            batch_size: rows per forward or generate call.
+            progress: show a progress bar per task.
+            save_items: keep per-item results (questions, predictions) in metrics.json.
+        """
+        names = [t.metric_name for t in tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two evaluation tasks report the same metric {duplicates}; give them distinct splits")
+        self.tasks = tasks
+        self.batch_size = batch_size
+        self.progress = progress
+        self.save_items = save_items
+        self.results: dict[str, dict] = {}
+        self.items: dict[str, dict] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Load each task's rows once, keep this rank's shard, and place one metric per task on the device."""
+        if hasattr(self, "rows"):
+            return
+        rank, world = trainer.global_rank, trainer.world_size
+        self.rows = {t.metric_name: t.load()[rank::world] for t in self.tasks}
+        self.metrics = torch.nn.ModuleDict({t.metric_name.replace("/", "__"): t.make_metric() for t in self.tasks})
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, phase: str) -> dict[str, float]:
+        """Every task's number for this phase (before / after), synchronised across ranks."""
+        self.metrics.to(pl_module.device)
+        results, items = {}, {}
+        start = time.perf_counter()
+        for task in self.tasks:
+            metric = self.metrics[task.metric_name.replace("/", "__")]
+            metric.reset()
+            show = self.progress and trainer.is_global_zero
+            items[task.metric_name] = task.run(
+                pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show
+            )
+            results[task.metric_name] = float(metric.compute())
+            metric.reset()
+        if trainer.is_global_zero:
+            print(f"evaluated {phase} in {time.perf_counter() - start:.1f}s")
+        self.items[phase] = items
+        return results
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results = {"before": self.evaluate(trainer, pl_module, "before")}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results["after"] = self.evaluate(trainer, pl_module, "after")
+        self.report(trainer, pl_module)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.results = {"after": self.evaluate(trainer, pl_module, "after")}
+        self.report(trainer, pl_module)
+
+    def report(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Print the table and write metrics.json atomically (rank zero)."""
+        if not trainer.is_global_zero:
+            return
+        summary = run_summary(pl_module, trainer, self.results, self.items if self.save_items else None)
+        path = atomic_write_json(Path(trainer.default_root_dir) / "metrics.json", summary)
+        print(format_table(self.results.get("before"), self.results["after"]))
+        print(f"wrote {path}")
+
+
+class SyntheticEvaluator(Evaluator):
+    """The standard tasks on the embedded benchmark: QA and MCQ on forget and retain, QA on holdout."""
+
+    def __init__(
+        self,
+        forget: str = "forget10",
+        retain: str = "retain",
+        holdout: str | None = "holdout",
+        limit: int | None = None,
+        **kwargs,
+    ) -> None:
+        """
+        Args:
+            forget: the benchmark split that was unlearned.
+            retain: the split that must be kept.
+            holdout: a split the model never saw (None to skip).
+            limit: evaluate at most N rows per task.
+            **kwargs: see Evaluator.
+        """
+        tasks: list[EvalTask] = []
+        for label, split in (("forget", forget), ("retain", retain)):
+            tasks += [QATask(label, SyntheticQA(split), limit=limit), MCQTask(label, SyntheticMCQ(split), limit=limit)]
+        if holdout:
+            tasks.append(QATask("holdout", SyntheticQA(holdout), limit=limit))
+        super().__init__(tasks, **kwargs)

@@ -1,0 +1,40 @@
+"""The run's result: metrics.json in the schema of DESIGN §5 and a before/after table."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+
+
+def run_summary(pl_module: L.LightningModule, trainer: L.Trainer, results: dict, items: dict | None) -> dict:
+    """{"method", "model", "config", "before"?, "after", "items"?}: add keys, never rename."""
+    config = {"model": dict(pl_module.hparams)}
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None and getattr(datamodule, "hparams", None):
+        config["data"] = dict(datamodule.hparams)
+    summary = {
+        "method": type(pl_module).__name__,
+        "model": str(getattr(pl_module, "model_name", "")),
+        "config": json.loads(json.dumps(config, default=repr)),
+        **results,
+    }
+    if items is not None:
+        summary["items"] = items
+    return summary
+
+
+def format_table(before: dict[str, float] | None, after: dict[str, float]) -> str:
+    """A fixed-width table, one metric a row, with before, after and their change."""
+    name_width = max(len(n) for n in after) + 2
+    if before is None:
+        lines = [f"{'metric':<{name_width}}{'value':>8}"]
+        lines += [f"{n:<{name_width}}{v:>8.3f}" for n, v in after.items()]
+    else:
+        lines = [f"{'metric':<{name_width}}{'before':>8}{'after':>8}{'change':>9}"]
+        lines += [
+            f"{n:<{name_width}}{before.get(n, float('nan')):>8.3f}{v:>8.3f}{v - before.get(n, float('nan')):>+9.3f}"
+            for n, v in after.items()
+        ]
+    rule = "-" * len(lines[0])
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule])

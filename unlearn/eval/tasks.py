@@ -1,0 +1,132 @@
+"""Evaluation tasks: which rows to score, how, and under which `<split>/<metric>` name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import torch
+from torchmetrics import Metric
+
+from unlearn.data.sources import Source
+from unlearn.eval.metrics import MCQAccuracy, QAAccuracy
+from unlearn.eval.scoring import choice_logprobs, generate_answers
+
+
+class EvalTask(ABC):
+    """One metric on one split; `run` updates the metric on this rank's rows and returns per-item results."""
+
+    kind: str
+    metric_suffix: str
+
+    def __init__(self, split: str, source: Source, limit: int | None = None) -> None:
+        if source.kind != self.kind:
+            raise ValueError(
+                f"{type(self).__name__}({split}) needs a {self.kind} source; {source.name} is {source.kind}"
+            )
+        self.split = split
+        self.source = source
+        self.limit = limit
+
+    @property
+    def metric_name(self) -> str:
+        return f"{self.split}/{self.metric_suffix}"
+
+    def load(self) -> list[dict]:
+        """The task's rows, at most `limit` of them, in a fixed order."""
+        rows = self.source.load()
+        if not rows:
+            raise ValueError(f"evaluation task {self.metric_name} has no rows: {self.source.name} is empty")
+        return rows[: self.limit]
+
+    @abstractmethod
+    def make_metric(self) -> Metric:
+        """A fresh torchmetrics metric for this task (one instance per split)."""
+
+    @abstractmethod
+    def run(self, model, tokenizer, rows: list[dict], metric: Metric, batch_size: int, progress: bool) -> list[dict]:
+        """Score `rows`, update `metric`, and return one result per row."""
+
+
+class QATask(EvalTask):
+    """Open answers by greedy generation, scored by exact match after normalisation."""
+
+    kind = "qa"
+    metric_suffix = "qa_acc"
+
+    def __init__(self, split: str, source: Source, max_new_tokens: int = 16, limit: int | None = None) -> None:
+        """
+        Args:
+            split: the label in metric names, e.g. forget, retain, holdout.
+            source: a qa source.
+            max_new_tokens: generation budget per answer.
+            limit: evaluate only the first N rows.
+        """
+        super().__init__(split, source, limit)
+        self.max_new_tokens = max_new_tokens
+
+    def make_metric(self) -> Metric:
+        return QAAccuracy()
+
+    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+        predictions = generate_answers(
+            model,
+            tokenizer,
+            [r["question"] for r in rows],
+            max_new_tokens=self.max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        references = [r["answer"] for r in rows]
+        metric.update(predictions, references)
+        return [
+            {"question": r["question"], "answer": r["answer"], "prediction": p}
+            for r, p in zip(rows, predictions, strict=True)
+        ]
+
+
+class MCQTask(EvalTask):
+    """Multiple choice by log-likelihood, with lm-evaluation-harness's `letter` or the `cloze` template."""
+
+    kind = "mcq"
+    metric_suffix = "mcq_acc"
+
+    def __init__(
+        self,
+        split: str,
+        source: Source,
+        template: Literal["cloze", "letter"] = "cloze",
+        description: str = "",
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            split: the label in metric names, e.g. forget, retain, mmlu.
+            source: an mcq source.
+            template: letter (question, lettered choices, `Answer:`, scored on ` A`..) or cloze (choice text).
+            description: text before each letter-template question, as lm-evaluation-harness puts it.
+            limit: evaluate only the first N rows.
+        """
+        super().__init__(split, source, limit)
+        self.template = template
+        self.description = description
+
+    def make_metric(self) -> Metric:
+        return MCQAccuracy()
+
+    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+        scores = choice_logprobs(
+            model,
+            tokenizer,
+            rows,
+            template=self.template,
+            description=self.description,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        answers = torch.tensor([r["answer"] for r in rows], device=scores.device)
+        metric.update(scores, answers)
+        return [
+            {"question": r["question"], "answer": r["answer"], "predicted": int(s.argmax())}
+            for r, s in zip(rows, scores, strict=True)
+        ]

@@ -1,0 +1,137 @@
+"""What every unlearning method shares: the policy, trainable parameters, optimiser, guards and saving."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from unlearn.io import atomic_save_dir
+from unlearn.losses import mean_token_nll
+from unlearn.models import load_model, load_tokenizer
+
+
+class UnlearnModule(L.LightningModule, ABC):
+    """Base of all methods: subclasses implement `objective(batch) -> {"loss": ..., other terms}`."""
+
+    def __init__(
+        self,
+        model: str = "tiny-target",
+        dtype: str = "float32",
+        trainable: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        save_dir: str | None = None,
+    ) -> None:
+        """
+        Args:
+            model: hub id, local path, or built-in name (tiny-target, tiny-retain, tiny-scratch) of the policy.
+            dtype: float32, bfloat16 or float16 weights.
+            trainable: regex on parameter names selecting what to train; None trains every parameter.
+            optimizer: optimiser class and its arguments (class_path / init_args in YAML).
+            lr_scheduler: optional scheduler, stepped every optimiser step.
+            save_dir: where fit saves the result in Hugging Face format; default <default_root_dir>/model.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_name = model
+        self.dtype_name = dtype
+        self.trainable = trainable
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.save_dir = save_dir
+        self.model: torch.nn.Module | None = None
+        self.strict_loading = False  # checkpoints leave the frozen reference out
+
+    def configure_model(self) -> None:
+        """Load the policy once, then let the method prepare what it needs from it."""
+        if self.model is not None:
+            return
+        self.tokenizer = load_tokenizer(self.model_name)
+        self.model = load_model(self.model_name, self.dtype_name)
+        self.prepare()
+        self.select_trainable()
+
+    def prepare(self) -> None:
+        """Hook for a method to check the model and build its reference; runs right after loading."""
+
+    def train(self, mode: bool = True) -> UnlearnModule:
+        """Keep a frozen reference in eval mode whatever Lightning does to the policy."""
+        super().train(mode)
+        if isinstance(getattr(self, "reference", None), torch.nn.Module):
+            self.reference.eval()
+        return self
+
+    def select_trainable(self) -> None:
+        """Freeze every parameter whose name does not match `trainable`."""
+        if self.trainable is None:
+            return
+        pattern = re.compile(self.trainable)
+        matched = 0
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(bool(pattern.search(name)))
+            matched += param.requires_grad
+        if not matched:
+            names = [n for n, _ in self.model.named_parameters()][:6]
+            raise ValueError(f"trainable={self.trainable!r} matches no parameter; names look like {names}")
+
+    @abstractmethod
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The method's loss and the terms worth logging."""
+
+    def forward(self, inputs: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+        """Logits (B, T, V) of the policy on a collated batch."""
+        return self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.objective(batch)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{type(self).__name__}: the loss became {loss.item()} at step {self.global_step}; "
+                "lower the learning rate or check the data. Nothing was saved."
+            )
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._log_nll(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._log_nll(batch, "test")
+
+    def _log_nll(self, batch: dict, stage: str) -> None:
+        for role, inputs in batch.items():
+            nll = mean_token_nll(self(inputs), inputs["labels"])
+            self.log(f"{stage}/{role}_nll", nll, batch_size=len(inputs["input_ids"]), sync_dist=True)
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep frozen references out of checkpoints: they are rebuilt from the base model."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("reference.")]:
+            del state[key]
+
+    def on_fit_end(self) -> None:
+        """Save the unlearned policy and its tokenizer in Hugging Face format, atomically."""
+        target = Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
+        if self.trainer.is_global_zero:
+
+            def write(folder: Path) -> None:
+                self.model.save_pretrained(folder)
+                self.tokenizer.save_pretrained(folder)
+
+            atomic_save_dir(target, write)
+            print(f"saved the unlearned model to {target}")
+        self.trainer.strategy.barrier()

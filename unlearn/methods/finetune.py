@@ -1,0 +1,16 @@
+"""Plain fine-tuning: how the tiny target and retain models are made, and the base of relearning attacks."""
+
+from __future__ import annotations
+
+import torch
+
+from unlearn.losses import mean_token_nll
+from unlearn.methods.base import UnlearnModule
+
+
+class FineTune(UnlearnModule):
+    """Minimise the answer NLL of the retain set (the data module's only set when there is no forget)."""
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        retain = batch["retain"]
+        return {"loss": mean_token_nll(self(retain), retain["labels"])}
