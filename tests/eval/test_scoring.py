@@ -105,7 +105,7 @@ def forbid(monkeypatch, path: str) -> None:
 
 def mcq_rows(choices_per_row: list[list[str]]) -> list[dict]:
     return [
-        {"question": q, "choices": c, "answer": 0} for q, c in zip(QUESTIONS, choices_per_row, strict=True)
+        {"question": q, "choices": c, "answer": 0} for q, c in zip(QUESTIONS, choices_per_row, strict=False)
     ]
 
 
