@@ -71,20 +71,14 @@ def build_tiny_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
 
 
-def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+def build_tiny_model(vocab_size: int, seed: int = 0, **overrides) -> LlamaForCausalLM:
     """A Llama of about two million parameters: big enough to memorise the benchmark, fast on a CPU."""
+    shape = dict(
+        hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=6,
+        max_position_embeddings=256, tie_word_embeddings=True,
+    )  # fmt: skip
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=6,
-        num_key_value_heads=6,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+        vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2, **{**shape, **overrides}
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -5,12 +5,12 @@ import copy
 import pytest
 import torch
 from torch.testing import assert_close
-from transformers import AddedToken, LlamaConfig, LlamaForCausalLM
+from transformers import AddedToken, LlamaForCausalLM
 
 from unlearn.data.collate import qa_prompt
 from unlearn.eval import scoring
 from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
-from unlearn.models import build_tiny_tokenizer
+from unlearn.models import build_tiny_model, build_tiny_tokenizer
 
 QUESTIONS = [
     "Where?",
@@ -24,20 +24,10 @@ CITIES = ["Velmora", "Tarsk", "Quillon", "Brask", "Rook"]
 
 def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
     """Two layers of width 32: every code path of a real Llama at a fraction of build_tiny_model's cost."""
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+    shape = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
     )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
+    return build_tiny_model(vocab_size, tie_word_embeddings=False, max_position_embeddings=128, **shape).eval()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,9 +94,7 @@ def forbid(monkeypatch, path: str) -> None:
 
 
 def mcq_rows(choices_per_row: list[list[str]]) -> list[dict]:
-    return [
-        {"question": q, "choices": c, "answer": 0} for q, c in zip(QUESTIONS, choices_per_row, strict=False)
-    ]
+    return [{"question": q, "choices": c, "answer": 0} for q, c in zip(QUESTIONS, choices_per_row, strict=False)]
 
 
 def test_letter_prompt_is_the_harness_template():
@@ -157,9 +145,7 @@ def test_letter_fast_path_equals_general_path_and_reference(letter_model, letter
     forbid(monkeypatch, "_continuation_scores")
     scores = choice_logprobs(letter_model, letter_tokenizer, rows, template="letter", batch_size=2)
     assert_close(scores, torch.stack(general), atol=1e-5, rtol=0)
-    assert_close(
-        scores.double(), reference_scores(letter_model, letter_tokenizer, rows, "letter"), atol=1e-5, rtol=0
-    )
+    assert_close(scores.double(), reference_scores(letter_model, letter_tokenizer, rows, "letter"), atol=1e-5, rtol=0)
 
 
 def test_letter_with_two_token_letters_takes_general_path(model, tokenizer, monkeypatch):
@@ -220,9 +206,7 @@ def test_generate_cuts_at_any_eos_of_the_generation_config(tokenizer):
     """A model-declared EOS id (as Llama 3 lists several) ends the answer at its first occurrence."""
     model = tiny_llama(len(tokenizer))
     input_ids = torch.tensor([tokenizer(qa_prompt(QUESTIONS[1])).input_ids])
-    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[
-        0, input_ids.shape[1] :
-    ]
+    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, input_ids.shape[1] :]
     eos = int(generated[3])
     cut = generated.tolist().index(eos)
     model.generation_config.eos_token_id = [2, eos]
@@ -234,9 +218,7 @@ def test_sampling_at_low_temperature_is_greedy(model, tokenizer):
     """Pure temperature sampling concentrates on the argmax as the temperature goes to 0."""
     greedy = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=6, stop=())
     torch.manual_seed(0)
-    sampled = generate_answers(
-        model, tokenizer, QUESTIONS, max_new_tokens=6, stop=(), do_sample=True, temperature=1e-4
-    )
+    sampled = generate_answers(model, tokenizer, QUESTIONS, max_new_tokens=6, stop=(), do_sample=True, temperature=1e-4)
     assert sampled == greedy
 
 
