@@ -52,7 +52,7 @@ class UnlearnModule(L.LightningModule, ABC):
         if self.model is not None:
             return
         self.tokenizer = load_tokenizer(self.model_name)
-        self.model = load_model(self.model_name, self.dtype_name)
+        self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
         self.prepare()
         self.select_trainable()
 
