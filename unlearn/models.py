@@ -17,8 +17,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve(name_or_path: str) -> str:
-    """Map a built-in name to its shipped directory; leave hub ids and paths alone."""
-    return str(BUILTIN[name_or_path]) if name_or_path in BUILTIN else name_or_path
+    """Map a built-in name to its shipped directory; fail early on a local path that does not exist."""
+    if name_or_path in BUILTIN:
+        return str(BUILTIN[name_or_path])
+    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
+        raise ValueError(f"model path {name_or_path!r} does not exist. {_hint()}")
+    return name_or_path
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
@@ -29,7 +33,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
         try:
             tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
         except OSError as err:
-            raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {err}. {_hint()}") from err
+            raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {err} {_hint()}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -44,7 +48,7 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
     try:
         return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=DTYPES[dtype])
     except OSError as err:
-        raise ValueError(f"cannot load a model from {name_or_path!r}: {err}. {_hint()}") from err
+        raise ValueError(f"cannot load a model from {name_or_path!r}: {err} {_hint()}") from err
 
 
 def build_tiny_tokenizer(

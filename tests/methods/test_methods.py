@@ -107,3 +107,9 @@ def test_unmatched_trainable_regex_is_a_clear_error():
     module = GradientAscent(model="tiny-scratch", trainable=r"no_such_weight")
     with pytest.raises(ValueError, match="matches no parameter"):
         module.configure_model()
+
+
+def test_missing_local_model_path_is_a_clear_error(tmp_path):
+    module = GradientAscent(model=str(tmp_path / "no_such_model"))
+    with pytest.raises(ValueError, match="does not exist"):
+        module.configure_model()
