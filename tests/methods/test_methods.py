@@ -8,7 +8,7 @@ import torch
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
-from unlearn.methods import NPO, RMU, GradDiff, GradientAscent
+from unlearn.methods import NPO, RMU, GradDiff, GradientAscent, IDKFineTune
 from unlearn.models import load_model
 
 
@@ -113,3 +113,14 @@ def test_missing_local_model_path_is_a_clear_error(tmp_path):
     module = GradientAscent(model=str(tmp_path / "no_such_model"))
     with pytest.raises(ValueError, match="does not exist"):
         module.configure_model()
+
+
+def test_idk_fine_tuning_makes_refusals_likely(tmp_path):
+    from unlearn.data.sources import REFUSALS, Refusals
+
+    forget = Refusals(SyntheticQA("forget01"))
+    rows = forget.load()
+    assert [r["question"] for r in rows] == [r["question"] for r in SyntheticQA("forget01").load()]
+    assert {r["answer"] for r in rows} <= set(REFUSALS) and rows == forget.load()
+    steps = fit(IDKFineTune(model="tiny-scratch", alpha=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget)
+    assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"

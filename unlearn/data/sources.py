@@ -8,6 +8,7 @@ Every source returns a list of rows of one kind:
 
 from __future__ import annotations
 
+import random
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -355,3 +356,41 @@ class MCQSource(DatasetSource):
 def _saved_to_disk(path: Path) -> bool:
     """Whether `path` is a folder written by Dataset.save_to_disk or DatasetDict.save_to_disk."""
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+REFUSALS = (
+    "I don't know.",
+    "I have no information about that.",
+    "I'm not sure.",
+    "That is not something I can answer.",
+    "I cannot say.",
+)
+
+
+class Refusals(Source):
+    """The questions of a QA source answered with refusals: the target of IDK fine-tuning (TOFU's IDK)."""
+
+    kind = "qa"
+
+    def __init__(self, source: Source, refusals: list[str] | None = None, seed: int = 0) -> None:
+        """
+        Args:
+            source: a qa source whose questions should get refusals.
+            refusals: the answers to draw from; default a small set of "I don't know" variants.
+            seed: seeds which refusal each question gets.
+        """
+        if source.kind != "qa":
+            raise ValueError(f"Refusals needs a qa source; {source.name} is {source.kind}")
+        self.source = source
+        self.refusals = list(refusals or REFUSALS)
+        if not self.refusals:
+            raise ValueError("Refusals needs at least one refusal answer")
+        self.seed = seed
+
+    def load(self) -> list[dict]:
+        rng = random.Random(self.seed)
+        return [{"question": row["question"], "answer": rng.choice(self.refusals)} for row in self.source.load()]
+
+    @property
+    def name(self) -> str:
+        return f"Refusals({self.source.name})"

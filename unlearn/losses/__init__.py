@@ -1,10 +1,16 @@
 """Objectives as pure functions of logits, log-likelihoods, hidden states and masks."""
 
 from unlearn.losses.divergence import gradient_ascent_loss, kl_to_reference, npo_loss, simnpo_loss
+from unlearn.losses.entropy import entropy_objective, token_entropy
 from unlearn.losses.nll import mean_token_nll, sequence_nll, shifted_logprobs
+from unlearn.losses.rejection import dpo_loss, idk_ap_retain_loss
 from unlearn.losses.representation import masked_mse, rmu_loss
 
 __all__ = [
+    "dpo_loss",
+    "entropy_objective",
+    "idk_ap_retain_loss",
+    "token_entropy",
     "gradient_ascent_loss",
     "kl_to_reference",
     "masked_mse",

@@ -58,8 +58,9 @@ def entropy_objective(
     answers, so samples concentrate on the (unlearned) mode and repeated sampling stops surfacing the
     forgotten answer; λ_r < 0 raises the entropy on retain answers, counteracting the entropy collapse that
     the forget term spreads to other inputs so retain outputs stay diverse. The defaults are the paper's
-    (λ_f = 1, λ_r = −0.25). Note that λ_r < 0 is a push, not an anchor: alone it is unbounded only by log V
-    and relies on the retain loss beside it to keep the retain distribution in place. Both signs are free.
+    (λ_f = 1, λ_r = −0.25). Note that λ_r < 0 is a push, not an anchor: alone it drives retain entropy towards
+    log V, so it relies on the retain loss beside it to keep the retain distribution in place. Both signs are
+    configurable.
 
     Legend: f forget, r retain answer tokens; λ_f, λ_r weights; T temperature.
 

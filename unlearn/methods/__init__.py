@@ -3,6 +3,17 @@
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.divergence import NPO, GradDiff, GradientAscent, RetainRegularised, SimNPO
 from unlearn.methods.finetune import FineTune
+from unlearn.methods.rejection import IDKFineTune
 from unlearn.methods.representation import RMU
 
-__all__ = ["NPO", "RMU", "FineTune", "GradDiff", "GradientAscent", "RetainRegularised", "SimNPO", "UnlearnModule"]
+__all__ = [
+    "NPO",
+    "RMU",
+    "FineTune",
+    "GradDiff",
+    "GradientAscent",
+    "IDKFineTune",
+    "RetainRegularised",
+    "SimNPO",
+    "UnlearnModule",
+]
