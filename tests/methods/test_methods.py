@@ -8,7 +8,7 @@ import torch
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
-from unlearn.methods import NPO, RMU, GradDiff, GradientAscent, IDKFineTune
+from unlearn.methods import DPO, NPO, RMU, GradDiff, GradientAscent, IDKFineTune
 from unlearn.models import load_model
 
 
@@ -124,3 +124,35 @@ def test_idk_fine_tuning_makes_refusals_likely(tmp_path):
     assert {r["answer"] for r in rows} <= set(REFUSALS) and rows == forget.load()
     steps = fit(IDKFineTune(model="tiny-scratch", alpha=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget)
     assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"
+
+
+def fit_dpo(tmp_path, reference, steps):
+    from unlearn.data.sources import Refusals
+
+    L.seed_everything(0)
+    recorder = Recorder()
+    data = UnlearnDataModule(
+        "tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=Refusals(SyntheticQA("forget01")),
+        retain=SyntheticQA("retain"), batch_size=4,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[recorder],
+    )  # fmt: skip
+    trainer.fit(DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3)), datamodule=data)
+    return recorder.steps
+
+
+def test_dpo_starts_at_log_two_and_references_agree(tmp_path):
+    """Policy = reference at step 0: both log-ratios are 0, so L = (2/β)·log 2; cached and frozen then agree."""
+    cached = fit_dpo(tmp_path / "c", "cached", steps=4)
+    frozen = fit_dpo(tmp_path / "f", "frozen", steps=4)
+    assert cached[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
+    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
+    assert cached[-1]["train/forget"] < cached[0]["train/forget"]
+
+
+def test_forget_alt_must_pair_row_for_row():
+    data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=SyntheticQA("forget05"))
+    with pytest.raises(ValueError, match="must pair row for row"):
+        data.setup("fit")

@@ -19,6 +19,7 @@ class UnlearnDataModule(L.LightningDataModule):
         tokenizer: str,
         forget: Source | None = None,
         retain: Source | None = None,
+        forget_alt: Source | None = None,
         batch_size: int = 8,
         retain_batch_size: int | None = None,
         max_length: int = 256,
@@ -29,6 +30,8 @@ class UnlearnDataModule(L.LightningDataModule):
             tokenizer: hub id, path or built-in name of the tokenizer (linked to the model's by the CLI).
             forget: the data to unlearn; each epoch walks it once in a seeded order.
             retain: the data to keep; sampled with replacement, a different stream on every rank.
+            forget_alt: row for row, an alternative answer to each forget question (e.g. a refusal), for
+                preference methods such as DPO; it travels as batch["forget_alt"].
             batch_size: forget rows per step (retain rows too, unless retain_batch_size is set).
             retain_batch_size: retain rows per step.
             max_length: longest tokenised row; longer rows are cut at the end.
@@ -40,7 +43,9 @@ class UnlearnDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         self.tokenizer_name = tokenizer
-        self.sources = {"forget": forget, "retain": retain}
+        if forget_alt is not None and forget is None:
+            raise ValueError("data.forget_alt pairs alternatives with forget rows; set data.forget too")
+        self.sources = {"forget": forget, "retain": retain, "forget_alt": forget_alt}
         self.batch_size = batch_size
         self.retain_batch_size = retain_batch_size or batch_size
         self.max_length = max_length
@@ -59,6 +64,11 @@ class UnlearnDataModule(L.LightningDataModule):
             if not rows:
                 raise ValueError(f"the {role} set {source.name} is empty; check its split, path or filters")
             self.rows[role] = [{**row, "index": i} for i, row in enumerate(rows)]
+        if "forget_alt" in self.rows and len(self.rows["forget_alt"]) != len(self.rows["forget"]):
+            raise ValueError(
+                f"forget_alt has {len(self.rows['forget_alt'])} rows but forget has {len(self.rows['forget'])}; "
+                "they must pair row for row"
+            )
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.retain_generator = torch.Generator().manual_seed(self.seed + 7919 * (rank + 1))
 
@@ -97,6 +107,8 @@ class UnlearnDataModule(L.LightningDataModule):
 
     def _collate_train(self, rows: list[dict]) -> dict[str, dict[str, torch.Tensor]]:
         batch = {self.main_role: self.collator(rows)}
+        if "forget_alt" in self.rows:
+            batch["forget_alt"] = self.collator([self.rows["forget_alt"][row["index"]] for row in rows])
         if self.main_role == "forget" and "retain" in self.rows:
             batch["retain"] = self.collator(self.sample_retain())
         return batch

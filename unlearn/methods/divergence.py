@@ -82,8 +82,10 @@ class GradDiff(RetainRegularised):
         return self.with_retain(self.gamma * gradient_ascent_loss(self(forget), forget["labels"]), batch)
 
 
-class NPO(RetainRegularised):
-    """NPO: a bounded, reference-relative ascent that slows down once the forget answers are unlikely."""
+class ReferenceScored(RetainRegularised):
+    """A forget objective that compares sequence NLLs with the reference's, cached or from a frozen copy."""
+
+    reference_roles: tuple[str, ...] = ("forget",)
 
     def __init__(self, *, beta: float = 0.1, reference: Literal["cached", "frozen"] = "cached", **kwargs) -> None:
         """
@@ -102,20 +104,26 @@ class NPO(RetainRegularised):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        data = self.trainer.datamodule
+        missing = [role for role in self.reference_roles if role not in data.rows]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs data.{missing[0]}; add that source to the data section")
         if self.reference_strategy == "cached":
-            data = self.trainer.datamodule
-            cache = cache_sequence_nll(
-                self.model, data.ordered_dataloader("forget"), "forget", len(data.rows["forget"])
-            )
-            self.register_buffer("reference_cache", cache, persistent=False)
+            for role in self.reference_roles:
+                cache = cache_sequence_nll(self.model, data.ordered_dataloader(role), role, len(data.rows[role]))
+                self.register_buffer(f"reference_cache_{role}", cache, persistent=False)
 
-    def reference_nll(self, forget: dict) -> torch.Tensor:
-        """Summed answer NLL of the forget rows under the reference (B,)."""
+    def reference_nll(self, inputs: dict, role: str = "forget") -> torch.Tensor:
+        """Summed answer NLL of a batch's rows under the reference (B,)."""
         if self.reference_strategy == "cached":
-            return self.reference_cache[forget["index"]]
+            return getattr(self, f"reference_cache_{role}")[inputs["index"]]
         with torch.no_grad():
-            logits = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
-            return sequence_nll(logits, forget["labels"])[0]
+            logits = self.reference(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            return sequence_nll(logits, inputs["labels"])[0]
+
+
+class NPO(ReferenceScored):
+    """NPO: a bounded, reference-relative ascent that slows down once the forget answers are unlikely."""
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]

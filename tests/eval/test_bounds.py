@@ -1,0 +1,120 @@
+"""Probabilistic bounds against closed forms, scipy's Beta quantile and binomial CI, and simulated coverage."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper, dkw_band, expectation_upper, std_upper
+
+
+def test_clopper_pearson_issue_check():
+    """Issue 6's check: 0 leaks in 128 samples at alpha=0.01 bounds the leak probability by 1 − 0.01^(1/128)."""
+    assert round(clopper_pearson_upper(0, 128, alpha=0.01), 6) == 0.035338
+    assert clopper_pearson_upper(0, 128, alpha=0.01) == pytest.approx(1 - 0.01 ** (1 / 128), rel=1e-12)
+
+
+@pytest.mark.parametrize("k,n,alpha", [(0, 1, 0.05), (1, 2, 0.05), (3, 10, 0.01), (50, 100, 0.1), (999, 1000, 0.01)])
+def test_clopper_pearson_matches_scipy(k, n, alpha):
+    """Upper end of the exact interval is the Beta(k+1, n−k) quantile; scipy's two-sided CI at 2·alpha has it too."""
+    stats = pytest.importorskip("scipy.stats")
+    bound = clopper_pearson_upper(k, n, alpha=alpha)
+    assert bound == pytest.approx(stats.beta.ppf(1 - alpha, k + 1, n - k), rel=1e-10)
+    two_sided = stats.binomtest(k, n).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
+    assert bound == pytest.approx(two_sided.high, rel=1e-10)
+
+
+def test_clopper_pearson_hand_cases():
+    """k = n can rule nothing out; n = 1, k = 0 solves 1 − p = alpha."""
+    assert clopper_pearson_upper(5, 5, alpha=0.01) == 1.0
+    assert clopper_pearson_upper(0, 1, alpha=0.25) == pytest.approx(0.75, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "k,n,alpha", [(3, 2, 0.01), (-1, 5, 0.01), (0, 0, 0.01), (1, 5, 0.0), (1, 5, 1.0), (1.5, 5, 0.1)]
+)
+def test_clopper_pearson_rejects_bad_input(k, n, alpha):
+    with pytest.raises(ValueError):
+        clopper_pearson_upper(k, n, alpha=alpha)
+
+
+def test_dkw_band_hand_case():
+    """n = 4, alpha = 0.5: ε = sqrt(log 4 / 8) ≈ 0.4163; F_n at the sorted scores (0.2, 0.5, 0.5, 0.9) is ¼, ¾, ¾, 1."""
+    band = dkw_band(torch.tensor([0.5, 0.2, 0.9, 0.5]), alpha=0.5)
+    eps = math.sqrt(math.log(4) / 8)
+    assert band.epsilon == pytest.approx(eps)
+    torch.testing.assert_close(band.x, torch.tensor([0.2, 0.5, 0.5, 0.9], dtype=torch.float64))
+    ecdf = torch.tensor([0.25, 0.75, 0.75, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(band.lower, (ecdf - eps).clamp_min(0))
+    torch.testing.assert_close(band.upper, (ecdf + eps).clamp_max(1))
+
+
+def test_expectation_upper_hand_case():
+    """Scores (0, 1), alpha = 2/e so ε = ½: F_lo is 0 on [0, 1) and ½ at 1, so ∫₀¹ (1 − F_lo) = 1."""
+    assert expectation_upper([0.0, 1.0], alpha=2 / math.e) == pytest.approx(1.0)
+    # Eight scores at 0.5, alpha = 2/e^4 (ε = ½): F_lo = ½ on [0.5, 1], so the bound is 1 − ½·½ = 0.75.
+    assert expectation_upper([0.5] * 8, alpha=2 / math.e**4) == pytest.approx(0.75)
+
+
+def test_bounds_all_zeros_and_all_ones():
+    """All zeros: the band allows mass ε at 1, so E ≤ ε and E[X²] ≤ ε. All ones: E[X] ≥ 1 − ε, so σ² ≤ 1 − (1 − ε)²."""
+    n, alpha = 200, 0.05
+    eps = math.sqrt(math.log(2 / alpha) / (2 * n))
+    assert expectation_upper(np.zeros(n), alpha=alpha) == pytest.approx(eps)
+    assert expectation_upper(np.ones(n), alpha=alpha) == pytest.approx(1.0)
+    assert std_upper(np.ones(n), alpha=alpha) == pytest.approx(math.sqrt(1 - (1 - eps) ** 2))
+    assert std_upper(np.zeros(n), alpha=alpha) == pytest.approx(math.sqrt(eps))  # E[X²] ≤ ε, E[X] ≥ 0
+
+
+def test_one_sample_bounds_are_trivial():
+    """n = 1 at alpha = 0.01 gives ε > 1: the band is [0, 1] everywhere, so E ≤ 1 and σ ≤ ½ (Popoviciu)."""
+    assert expectation_upper([0.3], alpha=0.01) == pytest.approx(1.0)
+    assert std_upper([0.3], alpha=0.01) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("scores", [[0.5, 1.5], [-0.1], [float("nan")], [], [[0.1, 0.2]]])
+def test_scores_rejected(scores):
+    for bound in (dkw_band, expectation_upper, std_upper):
+        with pytest.raises(ValueError):
+            bound(scores, alpha=0.1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5, 2.0])
+def test_alpha_rejected(alpha):
+    with pytest.raises(ValueError):
+        expectation_upper([0.5], alpha=alpha)
+
+
+@pytest.mark.parametrize("a,b", [(2.0, 5.0), (0.3, 0.3), (1.0, 1.0)])
+def test_bounds_cover_on_simulated_scores(a, b):
+    """Over 2000 draws of n = 64 Beta(a, b) scores, the mean and std bounds hold at least 1 − alpha of the time."""
+    n, alpha, repeats = 64, 0.1, 2000
+    rng = np.random.default_rng(0)
+    true_mean = a / (a + b)
+    true_std = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    draws = rng.beta(a, b, size=(repeats, n))
+    mean_hits = sum(expectation_upper(row, alpha=alpha) >= true_mean for row in draws)
+    std_hits = sum(std_upper(row, alpha=alpha) >= true_std for row in draws)
+    assert mean_hits / repeats >= 1 - alpha
+    assert std_hits / repeats >= 1 - alpha
+    # and the bounds are not vacuous: the mean bound sits well below 1 on average
+    assert np.mean([expectation_upper(row, alpha=alpha) for row in draws[:50]]) < true_mean + 0.25
+
+
+def test_bernoulli_leak_coverage():
+    """Clopper–Pearson covers a leak rate of 3% over 2000 runs of n = 128 samples at alpha = 0.05."""
+    rng = np.random.default_rng(1)
+    leaks = rng.binomial(128, 0.03, size=2000)
+    bounds = {k: clopper_pearson_upper(int(k), 128, alpha=0.05) for k in np.unique(leaks)}
+    assert np.mean([bounds[k] >= 0.03 for k in leaks]) >= 0.95
+
+
+def test_answer_entropy():
+    """Four answers a, a, b, c: p = (½, ¼, ¼), H = ½ log 2 + ½ log 4 = 1.5 log 2; one distinct answer gives 0."""
+    assert answer_entropy(["a", "a", "b", "c"]) == pytest.approx(1.5 * math.log(2))
+    assert answer_entropy(["Paris"] * 7) == 0.0
+    assert answer_entropy(["x"]) == 0.0
+    assert answer_entropy([str(i) for i in range(10)]) == pytest.approx(math.log(10))
+    with pytest.raises(ValueError):
+        answer_entropy([])
