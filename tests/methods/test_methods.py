@@ -22,13 +22,14 @@ class Recorder(L.Callback):
         self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
 
 
-def fit(module, tmp_path, steps=3, forget=None, retain=None, batch_size=4):
+def fit(module, tmp_path, steps=3, forget=None, retain=None, forget_alt=None, batch_size=4):
     L.seed_everything(0)
     recorder = Recorder()
     data = UnlearnDataModule(
         "tiny-scratch",
         forget=forget or SyntheticQA("forget01"),
         retain=retain or SyntheticQA("retain"),
+        forget_alt=forget_alt,
         batch_size=batch_size,
     )
     trainer = L.Trainer(
@@ -129,18 +130,8 @@ def test_idk_fine_tuning_makes_refusals_likely(tmp_path):
 def fit_dpo(tmp_path, reference, steps):
     from unlearn.data.sources import Refusals
 
-    L.seed_everything(0)
-    recorder = Recorder()
-    data = UnlearnDataModule(
-        "tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=Refusals(SyntheticQA("forget01")),
-        retain=SyntheticQA("retain"), batch_size=4,
-    )  # fmt: skip
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[recorder],
-    )  # fmt: skip
-    trainer.fit(DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3)), datamodule=data)
-    return recorder.steps
+    module = DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3))
+    return fit(module, tmp_path, steps=steps, forget_alt=Refusals(SyntheticQA("forget01")))
 
 
 def test_dpo_starts_at_log_two_and_references_agree(tmp_path):
