@@ -8,6 +8,7 @@ import string
 import torch
 from torchmetrics import Metric
 
+from unlearn.eval.bounds import clopper_pearson_upper
 from unlearn.eval.scoring import mcq_predictions
 
 PUNCTUATION = frozenset(string.punctuation)
@@ -60,3 +61,28 @@ def normalize_answer(text: str) -> str:
     """SQuAD's normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
     text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
     return " ".join(ARTICLES.sub(" ", text).split())
+
+
+class LeakageBound(Metric):
+    """Mean over prompts of the Clopper-Pearson upper bound on P(a sampled answer leaks), not just greedy's verdict."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, alpha: float = 0.01, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.add_state("bound_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("prompts", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, leaks: torch.Tensor, samples: int) -> None:
+        """`leaks` (B,) counts, per prompt, the samples out of `samples` that gave the true answer."""
+        for k in leaks.tolist():
+            self.bound_sum += clopper_pearson_upper(int(k), samples, alpha=self.alpha)
+        self.prompts += len(leaks)
+
+    def compute(self) -> torch.Tensor:
+        if int(self.prompts) == 0:
+            raise ValueError("LeakageBound: no prompts were evaluated; call update() first")
+        return (self.bound_sum / self.prompts).float()  # ()

@@ -9,7 +9,8 @@ import torch
 from torchmetrics import Metric
 
 from unlearn.data.sources import Source
-from unlearn.eval.metrics import MCQAccuracy, QAAccuracy
+from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper
+from unlearn.eval.metrics import LeakageBound, MCQAccuracy, QAAccuracy, normalize_answer
 from unlearn.eval.scoring import choice_logprobs, generate_answers
 
 
@@ -130,3 +131,59 @@ class MCQTask(EvalTask):
             {"question": r["question"], "answer": r["answer"], "predicted": int(s.argmax())}
             for r, s in zip(rows, scores, strict=True)
         ]
+
+
+class SampledQATask(EvalTask):
+    """Probabilistic leakage (Scholten et al. 2025): sample N answers per question and bound P(leak) at 1-alpha."""
+
+    kind = "qa"
+    metric_suffix = "leak_bound"
+
+    def __init__(
+        self,
+        split: str,
+        source: Source,
+        num_samples: int = 32,
+        temperature: float = 1.0,
+        alpha: float = 0.01,
+        max_new_tokens: int = 16,
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            split: the label in metric names, e.g. forget.
+            source: a qa source.
+            num_samples: answers sampled per question.
+            temperature: sampling temperature.
+            alpha: one minus the confidence of the Clopper-Pearson bound.
+            max_new_tokens: generation budget per answer.
+            limit: evaluate only the first N rows.
+        """
+        super().__init__(split, source, limit)
+        if num_samples < 1:
+            raise ValueError(f"num_samples={num_samples} must be at least 1")
+        self.num_samples = num_samples
+        self.temperature = temperature
+        self.alpha = alpha
+        self.max_new_tokens = max_new_tokens
+
+    def make_metric(self) -> Metric:
+        return LeakageBound(alpha=self.alpha)
+
+    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+        n = self.num_samples
+        samples = generate_answers(
+            model, tokenizer, [r["question"] for r in rows for _ in range(n)], max_new_tokens=self.max_new_tokens,
+            batch_size=batch_size, do_sample=True, temperature=self.temperature, progress=progress,
+        )  # fmt: skip
+        items, leaks = [], []
+        for i, row in enumerate(rows):
+            answers = samples[i * n : (i + 1) * n]
+            k = sum(normalize_answer(a) == normalize_answer(row["answer"]) for a in answers)
+            leaks.append(k)
+            items.append({
+                "question": row["question"], "answer": row["answer"], "leaks": k, "samples": n,
+                "bound": clopper_pearson_upper(k, n, alpha=self.alpha), "answer_entropy": answer_entropy(answers),
+            })  # fmt: skip
+        metric.update(torch.tensor(leaks), n)
+        return items
