@@ -10,7 +10,7 @@ import torch
 
 from unlearn.data.sources import SyntheticMCQ, SyntheticQA
 from unlearn.eval.report import format_table, run_summary
-from unlearn.eval.tasks import EvalTask, MCQTask, QATask
+from unlearn.eval.tasks import EvalTask, MCQTask, MIATask, QATask
 from unlearn.io import atomic_write_json
 
 
@@ -85,7 +85,7 @@ class Evaluator(L.Callback):
 
 
 class SyntheticEvaluator(Evaluator):
-    """The standard tasks on the embedded benchmark: QA and MCQ on forget and retain, QA on holdout."""
+    """The standard tasks on the embedded benchmark: QA and MCQ on forget and retain; QA and Min-K% MIA with holdout."""
 
     def __init__(
         self,
@@ -108,4 +108,5 @@ class SyntheticEvaluator(Evaluator):
             tasks += [QATask(label, SyntheticQA(split), limit=limit), MCQTask(label, SyntheticMCQ(split), limit=limit)]
         if holdout:
             tasks.append(QATask("holdout", SyntheticQA(holdout), limit=limit))
+            tasks.append(MIATask("forget", SyntheticQA(forget), nonmembers=SyntheticQA(holdout), limit=limit))
         super().__init__(tasks, **kwargs)

@@ -7,8 +7,10 @@ import string
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from unlearn.eval.bounds import clopper_pearson_upper
+from unlearn.eval.mia import auc
 from unlearn.eval.scoring import mcq_predictions
 
 PUNCTUATION = frozenset(string.punctuation)
@@ -86,3 +88,26 @@ class LeakageBound(Metric):
         if int(self.prompts) == 0:
             raise ValueError("LeakageBound: no prompts were evaluated; call update() first")
         return (self.bound_sum / self.prompts).float()  # ()
+
+
+class MembershipAUC(Metric):
+    """AUC of telling members from non-members by a loss-like MIA score; 0.5 means the forget set looks unseen."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.add_state("members", default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: torch.Tensor, members: torch.Tensor) -> None:
+        """`scores` (B,) are loss-like (higher = less member-like); `members` (B,) is 1 for members."""
+        self.scores.append(scores.detach().double())
+        self.members.append(members.bool())
+
+    def compute(self) -> torch.Tensor:
+        scores, members = dim_zero_cat(self.scores), dim_zero_cat(self.members)
+        if not members.any() or members.all():
+            raise ValueError("MembershipAUC needs both members and non-members")
+        return torch.tensor(auc(-scores[members], -scores[~members]), dtype=torch.float32)

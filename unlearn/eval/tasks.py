@@ -8,10 +8,13 @@ from typing import Literal
 import torch
 from torchmetrics import Metric
 
+from unlearn.data.collate import Collator
 from unlearn.data.sources import Source
 from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper
-from unlearn.eval.metrics import LeakageBound, MCQAccuracy, QAAccuracy, normalize_answer
+from unlearn.eval.metrics import LeakageBound, MCQAccuracy, MembershipAUC, QAAccuracy, normalize_answer
+from unlearn.eval.mia import loss_score, min_k_plus_plus_score, min_k_score, zlib_score
 from unlearn.eval.scoring import choice_logprobs, generate_answers
+from unlearn.losses import shifted_logprobs
 
 
 class EvalTask(ABC):
@@ -187,3 +190,74 @@ class SampledQATask(EvalTask):
             })  # fmt: skip
         metric.update(torch.tensor(leaks), n)
         return items
+
+
+class MIATask(EvalTask):
+    """Membership inference (LOSS, zlib, Min-K%, Min-K%++): can the forget rows still be told from unseen ones?"""
+
+    kind = "qa"
+
+    def __init__(
+        self,
+        split: str,
+        source: Source,
+        nonmembers: Source,
+        score: Literal["loss", "zlib", "min_k", "min_k_plus_plus"] = "min_k",
+        k: float = 0.2,
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            split: the label in metric names, e.g. forget.
+            source: the members (e.g. the forget set).
+            nonmembers: rows of the same kind the model never saw (e.g. holdout).
+            score: which attack scores each row's answer tokens.
+            k: the fraction of lowest-scoring tokens Min-K% and Min-K%++ average.
+            limit: evaluate only the first N members and N non-members.
+        """
+        super().__init__(split, source, limit)
+        if nonmembers.kind != self.kind:
+            raise ValueError(f"MIATask({split}) needs qa non-members; {nonmembers.name} is {nonmembers.kind}")
+        self.nonmembers = nonmembers
+        self.score = score
+        self.k = k
+
+    @property
+    def metric_name(self) -> str:
+        return f"{self.split}/mia_{self.score}_auc"
+
+    def load(self) -> list[dict]:
+        members = [{**row, "member": 1} for row in super().load()]
+        nonmembers = [{**row, "member": 0} for row in self.nonmembers.load()[: self.limit]]
+        if not nonmembers:
+            raise ValueError(f"evaluation task {self.metric_name} has no non-members: {self.nonmembers.name} is empty")
+        return members + nonmembers
+
+    def make_metric(self) -> Metric:
+        return MembershipAUC()
+
+    @torch.no_grad()
+    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+        collate, device, items = Collator(tokenizer), model.device, []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(chunk).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            scores = self.row_scores(logits, batch["labels"], [r["answer"] for r in chunk])
+            metric.update(scores, torch.tensor([r["member"] for r in chunk], device=device))
+            items += [
+                {"question": r["question"], "member": r["member"], "score": float(s)}
+                for r, s in zip(chunk, scores, strict=True)
+            ]
+        return items
+
+    def row_scores(self, logits: torch.Tensor, labels: torch.Tensor, answers: list[str]) -> torch.Tensor:
+        """One loss-like score per row (B,) from its answer tokens."""
+        logprobs, mask = shifted_logprobs(logits, labels)  # (B, T-1)
+        if self.score == "loss":
+            return loss_score(logprobs, mask)
+        if self.score == "zlib":
+            return zlib_score(logprobs, answers, mask)
+        if self.score == "min_k":
+            return min_k_score(logprobs, mask, k=self.k)
+        return min_k_plus_plus_score(logits[:, :-1].float(), labels[:, 1:], mask, k=self.k)
