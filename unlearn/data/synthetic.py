@@ -136,8 +136,10 @@ class SyntheticBenchmark:
 
     def perturbed(self, split: str, count: int = 3) -> list[dict]:
         """QA pairs with wrong-but-plausible answers from the same vocabulary (for TOFU's truth ratio)."""
+        entities = {e.name: e for e in self.split(split)}
         rows = []
-        for row, (e, a) in zip(self.qa(split), self._facts(split), strict=True):
+        for row in self.qa(split):
+            e, a = entities[row["entity"]], row["attribute"]
             rng = random.Random(f"{self.seed}/perturb/{e.name}/{a}")
             wrong = [v for v in self.vocabulary(e, a) if v != e.facts[a]]
             rows.append({**row, "perturbed_answers": rng.sample(wrong, count)})
@@ -172,9 +174,6 @@ class SyntheticBenchmark:
         for e in self.entities:
             texts += [" ".join(self.vocabulary(e, a)) for a in ATTRIBUTES]
         return texts
-
-    def _facts(self, split: str) -> list[tuple[Entity, str]]:
-        return [(e, a) for e in self.split(split) for a in ATTRIBUTES]
 
 
 def _word(rng: random.Random, low: int, high: int) -> str:

@@ -42,7 +42,7 @@ class Evaluator(L.Callback):
             return
         rank, world = trainer.global_rank, trainer.world_size
         self.rows = {t.metric_name: t.load()[rank::world] for t in self.tasks}
-        self.metrics = torch.nn.ModuleDict({t.metric_name.replace("/", "__"): t.make_metric() for t in self.tasks})
+        self.metrics = torch.nn.ModuleDict({_module_key(t): t.make_metric() for t in self.tasks})
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, phase: str) -> dict[str, float]:
         """Every task's number for this phase (before / after), synchronised across ranks."""
@@ -50,7 +50,7 @@ class Evaluator(L.Callback):
         results, items = {}, {}
         start = time.perf_counter()
         for task in self.tasks:
-            metric = self.metrics[task.metric_name.replace("/", "__")]
+            metric = self.metrics[_module_key(task)]
             metric.reset()
             show = self.progress and trainer.is_global_zero
             items[task.metric_name] = task.run(
@@ -110,3 +110,8 @@ class SyntheticEvaluator(Evaluator):
             tasks.append(QATask("holdout", SyntheticQA(holdout), limit=limit))
             tasks.append(MIATask("forget", SyntheticQA(forget), nonmembers=SyntheticQA(holdout), limit=limit))
         super().__init__(tasks, **kwargs)
+
+
+def _module_key(task: EvalTask) -> str:
+    """ModuleDict keys may not contain "/" or ".", which metric names do."""
+    return task.metric_name.replace("/", "__")
