@@ -147,3 +147,28 @@ def test_forget_alt_must_pair_row_for_row():
     data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=SyntheticQA("forget05"))
     with pytest.raises(ValueError, match="must pair row for row"):
         data.setup("fit")
+
+
+@pytest.mark.parametrize("method", [NPO, GradientAscent, IDKFineTune])
+def test_fused_logprob_trains_like_logits(tmp_path, method):
+    """The fused lm-head path (no (B, T, V) logits) gives the eager path's losses step for step."""
+    runs, head_calls = [], []
+    for fused in (False, True):
+        module = method(model="tiny-scratch", fused_logprob=fused, optimizer=adam(1e-3))
+        module.configure_model()
+        calls = []
+        head = module.model.get_output_embeddings()
+        head.register_forward_hook(lambda head, *args, calls=calls: calls.append(1) if head.training else None)
+        runs.append(fit(module, tmp_path / str(fused), steps=3))
+        head_calls.append(len(calls))
+    assert [s["train/loss"] for s in runs[1]] == pytest.approx([s["train/loss"] for s in runs[0]], rel=1e-5)
+    assert head_calls[0] > 0 and head_calls[1] == 0, "fused training steps must never call the lm-head"
+
+
+def test_fused_logprob_refuses_a_soft_capped_head():
+    from unlearn.methods.base import check_fusable_head
+
+    model = load_model("tiny-scratch")
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping.*set fused_logprob: false"):
+        check_fusable_head(model, "capped")

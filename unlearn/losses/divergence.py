@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
-from unlearn.losses.nll import mean_token_nll
+from unlearn.losses.nll import LMHeadInputs, mean_token_nll
 
 
-def gradient_ascent_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def gradient_ascent_loss(logits: Tensor | LMHeadInputs, labels: Tensor) -> Tensor:
     """Gradient ascent: the simplest forget baseline, unbounded below, so it collapses the model if run long.
 
     Paper: Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in LMs", arXiv:2210.01504.
@@ -18,7 +18,7 @@ def gradient_ascent_loss(logits: Tensor, labels: Tensor) -> Tensor:
     ``L = −NLL_π(f)``, NLL the token-mean answer NLL (``mean_token_nll``).
 
     Args:
-        logits: (B, T, V) policy logits on forget sequences.
+        logits: (B, T, V) policy logits on forget sequences, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
 
     Returns:

@@ -6,9 +6,10 @@ import torch
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
+from unlearn.losses.nll import LMHeadInputs
 
 
-def token_entropy(logits: Tensor, labels: Tensor, *, temperature: float = 1.0) -> Tensor:
+def token_entropy(logits: Tensor | LMHeadInputs, labels: Tensor, *, temperature: float = 1.0) -> Tensor:
     """Mean entropy of the tempered next-token distribution over answer tokens, how spread sampling is.
 
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
@@ -21,7 +22,7 @@ def token_entropy(logits: Tensor, labels: Tensor, *, temperature: float = 1.0) -
     predict token t+1, as in ``shifted_logprobs``). Uniform over V gives log V; one-hot gives 0.
 
     Args:
-        logits: (B, T, V) next-token logits.
+        logits: (B, T, V) next-token logits, or ``LMHeadInputs`` (the fused kernel, no (B, T, V) tensor).
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
         temperature: T > 0.
 
@@ -30,6 +31,11 @@ def token_entropy(logits: Tensor, labels: Tensor, *, temperature: float = 1.0) -
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if isinstance(logits, LMHeadInputs):
+        _, entropy, mask = logits.answer_token_outputs(
+            labels, ignore_index=IGNORE_INDEX, temperature=temperature, with_entropy=True
+        )
+        return entropy.sum() / mask.sum().clamp(min=1)
     mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
     dtype = torch.promote_types(logits.dtype, torch.float32)
     logp = torch.log_softmax(logits[:, :-1].to(dtype) / temperature, dim=-1)  # (B, T-1, V)
@@ -38,9 +44,9 @@ def token_entropy(logits: Tensor, labels: Tensor, *, temperature: float = 1.0) -
 
 
 def entropy_objective(
-    forget_logits: Tensor,
+    forget_logits: Tensor | LMHeadInputs,
     forget_labels: Tensor,
-    retain_logits: Tensor,
+    retain_logits: Tensor | LMHeadInputs,
     retain_labels: Tensor,
     *,
     lambda_forget: float = 1.0,

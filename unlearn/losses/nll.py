@@ -2,22 +2,55 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
 
 
+@dataclass
+class LMHeadInputs:
+    """Final hidden states and the lm-head, given instead of logits so the fused kernel never builds (B, T, V)."""
+
+    hidden: Tensor  # (B, T, H) last hidden states, after the final norm
+    weight: Tensor  # (V, H) lm-head weight
+    bias: Tensor | None = None  # (V,)
+    backend: Literal["auto", "triton", "torch"] = "auto"
+
+    def answer_token_outputs(
+        self, labels: Tensor, *, ignore_index: int, temperature: float = 1.0, with_entropy: bool = False
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(logp, entropy or None, mask), each (B, T-1): only answer positions reach the kernel."""
+        from unlearn.kernels import fused_linear_logprob  # Triton exists on Linux only; import on first use
+
+        mask = labels[:, 1:] != ignore_index  # (B, T-1)
+        hidden = self.hidden[:, :-1][mask]  # (N, H), N answer tokens
+        logp, entropy = fused_linear_logprob(
+            hidden, self.weight, labels[:, 1:][mask], bias=self.bias, ignore_index=ignore_index,
+            temperature=temperature, with_entropy=with_entropy, backend=self.backend,
+        )
+        return _scatter(logp, mask), None if entropy is None else _scatter(entropy, mask), mask
+
+
+def _scatter(values: Tensor, mask: Tensor) -> Tensor:
+    """Put per-answer-token values (N,) back at their (B, T-1) positions, 0 elsewhere."""
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
+
+
 def shifted_logprobs(
-    logits: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_INDEX
+    logits: Tensor | LMHeadInputs, labels: Tensor, *, ignore_index: int = IGNORE_INDEX
 ) -> tuple[Tensor, Tensor]:
     """Per-token log-likelihood of each answer token, so every objective masks and shifts the same way.
 
     ``logp[b, t] = log softmax(logits[b, t])[labels[b, t+1]]``, 0 where ``labels[b, t+1] == ignore_index``.
-    Computed in at least float32, whatever the dtype of ``logits``.
+    Computed in at least float32, whatever the dtype of ``logits``. Given ``LMHeadInputs`` instead of logits,
+    the fused kernel computes the same numbers without materialising the logits.
 
     Args:
-        logits: (B, T, V) next-token logits.
+        logits: (B, T, V) next-token logits, or the hidden states and lm-head that produce them.
         labels: (B, T) token ids; prompt and padding positions hold ``ignore_index``.
         ignore_index: label value that marks a position the loss never sees.
 
@@ -25,6 +58,9 @@ def shifted_logprobs(
         logp: (B, T-1) log-probabilities, 0 at ignored positions.
         mask: (B, T-1) bool, True at answer tokens.
     """
+    if isinstance(logits, LMHeadInputs):
+        logp, _, mask = logits.answer_token_outputs(labels, ignore_index=ignore_index)
+        return logp, mask
     logits = logits[:, :-1]  # (B, T-1, V)
     labels = labels[:, 1:]  # (B, T-1)
     mask = labels != ignore_index
@@ -35,13 +71,13 @@ def shifted_logprobs(
     return torch.where(mask, logp, 0.0), mask
 
 
-def sequence_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def sequence_nll(logits: Tensor | LMHeadInputs, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Summed answer NLL per sequence, the S of sequence-level objectives (NPO, SimNPO, DPO).
 
     ``S_b = −Σ_t logp[b, t]``, ``n_b = Σ_t mask[b, t]`` (see ``shifted_logprobs``).
 
     Args:
-        logits: (B, T, V) next-token logits.
+        logits: (B, T, V) next-token logits, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
 
     Returns:
@@ -52,13 +88,13 @@ def sequence_nll(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return -logp.sum(dim=-1), mask.sum(dim=-1).to(logp.dtype)
 
 
-def mean_token_nll(logits: Tensor, labels: Tensor) -> Tensor:
+def mean_token_nll(logits: Tensor | LMHeadInputs, labels: Tensor) -> Tensor:
     """Token-mean answer NLL over the batch, so long answers weigh by their length (standard LM loss).
 
     ``NLL = Σ_b S_b / Σ_b n_b``; 0.0 (still attached to ``logits``) when no answer token exists.
 
     Args:
-        logits: (B, T, V) next-token logits.
+        logits: (B, T, V) next-token logits, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
 
     Returns:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from unlearn.io import atomic_save_dir
-from unlearn.losses import mean_token_nll
+from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.models import load_model, load_tokenizer
 
 
@@ -26,6 +27,8 @@ class UnlearnModule(L.LightningModule, ABC):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         save_dir: str | None = None,
+        fused_logprob: bool = False,
+        kernel_backend: Literal["auto", "triton", "torch"] = "auto",
     ) -> None:
         """
         Args:
@@ -35,6 +38,9 @@ class UnlearnModule(L.LightningModule, ABC):
             optimizer: optimiser class and its arguments (class_path / init_args in YAML).
             lr_scheduler: optional scheduler, stepped every optimiser step.
             save_dir: where fit saves the result in Hugging Face format; default <default_root_dir>/model.
+            fused_logprob: answer log-probs and entropies straight from the hidden states through the fused
+                lm-head kernel (unlearn.kernels.fused_linear_logprob): the (B, T, V) logits are never built.
+            kernel_backend: auto = Triton on CUDA and chunked PyTorch elsewhere; triton or torch forces one.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -44,6 +50,8 @@ class UnlearnModule(L.LightningModule, ABC):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.save_dir = save_dir
+        self.fused_logprob = fused_logprob
+        self.kernel_backend = kernel_backend
         self.model: torch.nn.Module | None = None
         self.strict_loading = False  # checkpoints leave the frozen reference out
 
@@ -53,6 +61,8 @@ class UnlearnModule(L.LightningModule, ABC):
             return
         self.tokenizer = load_tokenizer(self.model_name)
         self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
+        if self.fused_logprob:
+            check_fusable_head(self.model, self.model_name)
         self.prepare()
         self.select_trainable()
 
@@ -86,6 +96,14 @@ class UnlearnModule(L.LightningModule, ABC):
     def forward(self, inputs: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
         """Logits (B, T, V) of the policy on a collated batch."""
         return self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs).logits
+
+    def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
+        """What log-prob and entropy losses read: logits, or hidden states + lm-head when `fused_logprob` is on."""
+        if not self.fused_logprob:
+            return self(inputs)
+        hidden = self.model.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        head = self.model.get_output_embeddings()
+        return LMHeadInputs(hidden.last_hidden_state, head.weight, head.bias, backend=self.kernel_backend)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.objective(batch)
@@ -135,3 +153,16 @@ class UnlearnModule(L.LightningModule, ABC):
             atomic_save_dir(target, write)
             print(f"saved the unlearned model to {target}")
         self.trainer.strategy.barrier()
+
+
+def check_fusable_head(model: torch.nn.Module, name: str) -> None:
+    """The fused kernel computes hidden·Wᵀ + b: refuse heads that do more (soft-capping, scaling)."""
+    config = model.config
+    extras = {k: getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")}
+    extras = {k: v for k, v in extras.items() if v not in (None, 1.0)}
+    head = model.get_output_embeddings()
+    if extras or not isinstance(head, torch.nn.Linear):
+        raise ValueError(
+            f"fused_logprob needs a plain linear lm-head, but {name} has {extras or type(head).__name__}; "
+            "set fused_logprob: false"
+        )

@@ -16,7 +16,7 @@ class GradientAscent(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return {"loss": gradient_ascent_loss(self(forget), forget["labels"])}
+        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"])}
 
 
 class RetainRegularised(UnlearnModule):
@@ -48,9 +48,9 @@ class RetainRegularised(UnlearnModule):
     def retain_term(self, batch: dict) -> torch.Tensor:
         """α-free retain loss on this step's retain rows."""
         retain = batch["retain"]
-        logits = self(retain)
         if self.retain_loss == "nll":
-            return mean_token_nll(logits, retain["labels"])
+            return mean_token_nll(self.lm_outputs(retain), retain["labels"])
+        logits = self(retain)
         with torch.no_grad():
             reference_logits = self.reference(
                 input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
@@ -79,7 +79,7 @@ class GradDiff(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return self.with_retain(self.gamma * gradient_ascent_loss(self(forget), forget["labels"]), batch)
+        return self.with_retain(self.gamma * gradient_ascent_loss(self.lm_outputs(forget), forget["labels"]), batch)
 
 
 class ReferenceScored(RetainRegularised):
@@ -127,7 +127,7 @@ class NPO(ReferenceScored):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        policy_nll, _ = sequence_nll(self(forget), forget["labels"])
+        policy_nll, _ = sequence_nll(self.lm_outputs(forget), forget["labels"])
         return self.with_retain(npo_loss(policy_nll, self.reference_nll(forget), beta=self.beta), batch)
 
 
@@ -147,5 +147,5 @@ class SimNPO(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        policy_nll, lengths = sequence_nll(self(forget), forget["labels"])
+        policy_nll, lengths = sequence_nll(self.lm_outputs(forget), forget["labels"])
         return self.with_retain(simnpo_loss(policy_nll, lengths, beta=self.beta, gamma=self.gamma), batch)

@@ -13,4 +13,4 @@ class FineTune(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         retain = batch["retain"]
-        return {"loss": mean_token_nll(self(retain), retain["labels"])}
+        return {"loss": mean_token_nll(self.lm_outputs(retain), retain["labels"])}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from unlearn.losses import dpo_loss, mean_token_nll, sequence_nll
+from unlearn.eval.metrics import normalize_answer
+from unlearn.eval.scoring import generate_answers
+from unlearn.losses import dpo_loss, idk_ap_retain_loss, mean_token_nll, sequence_nll
 from unlearn.methods.divergence import ReferenceScored, RetainRegularised
 
 
@@ -17,6 +19,55 @@ class IDKFineTune(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         return self.with_retain(mean_token_nll(self(forget), forget["labels"]), batch)
+
+
+class IDKAP(IDKFineTune):
+    """IDK+AP (Yuan et al. 2024): IDK fine-tuning + α·L_r + γ·(answer preservation: the true retain answer over IDK).
+
+    The refusals paired with the retain questions are those the forget source teaches (the distinct forget
+    answers, e.g. from `Refusals`), assigned to retain rows by row index; they are collated with the data
+    module's collator, so no data change is needed.
+    """
+
+    def __init__(self, *, beta: float = 0.1, gamma: float = 1.0, **kwargs) -> None:
+        """
+        Args:
+            beta: β of the answer-preservation term.
+            gamma: γ, its weight.
+            **kwargs: see IDKFineTune.
+        """
+        super().__init__(**kwargs)
+        self.beta = beta
+        self.gamma = gamma
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        rows = self.trainer.datamodule.rows
+        if "retain" not in rows or any("question" not in row for row in rows["retain"]):
+            raise ValueError(
+                "IDKAP pairs retain questions with refusals: data.retain must be a qa source "
+                "(e.g. unlearn.data.sources.SyntheticQA), without passages"
+            )
+        refusals = sorted({row["answer"] for row in rows["forget"] if "answer" in row})
+        if not refusals:
+            raise ValueError("IDKAP takes its refusals from data.forget; make it a qa source such as Refusals(...)")
+        self.retain_refusals = [
+            {"question": row["question"], "answer": refusals[i % len(refusals)]} for i, row in enumerate(rows["retain"])
+        ]
+
+    def refusal_batch(self, retain: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The retain batch's questions answered with refusals, collated like every other batch."""
+        collated = self.trainer.datamodule.collator([self.retain_refusals[i] for i in retain["index"].tolist()])
+        return {key: value.to(self.device) for key, value in collated.items()}
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        terms = super().objective(batch)
+        retain = batch["retain"]
+        refusal = self.refusal_batch(retain)
+        nll_idk, _ = sequence_nll(self(refusal), refusal["labels"])
+        nll_true, _ = sequence_nll(self(retain), retain["labels"])
+        preservation = idk_ap_retain_loss(nll_idk, nll_true, beta=self.beta)
+        return {**terms, "loss": terms["loss"] + self.gamma * preservation, "ap": preservation}
 
 
 class DPO(ReferenceScored):
@@ -39,3 +90,77 @@ class DPO(ReferenceScored):
             beta=self.beta,
         )
         return self.with_retain(loss, batch)
+
+
+class AltPO(DPO):
+    """AltPO-style (Mekala et al. 2024): DPO preferring the model's own wrong answers to the true forget answers.
+
+    Before training (and before the reference is cached), the initial model samples an alternate answer to
+    each forget question, prompted with the question followed by `instruction`; samples equal to the true
+    answer after SQuAD normalisation, or empty, are drawn again. The alternates become `data.forget_alt`.
+    """
+
+    def __init__(
+        self,
+        *,
+        instruction: str = "Give a wrong answer.",
+        temperature: float = 1.5,
+        attempts: int = 10,
+        max_new_tokens: int = 16,
+        alternate_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        """
+        Args:
+            instruction: appended to each forget question when sampling alternates.
+            temperature: sampling temperature of the alternates.
+            attempts: sampling rounds for questions whose alternates keep matching the truth.
+            max_new_tokens: length budget of an alternate.
+            alternate_seed: seeds the sampling, so the alternates are the same on every run and rank.
+            **kwargs: see DPO.
+        """
+        super().__init__(**kwargs)
+        self.instruction = instruction
+        self.temperature = temperature
+        self.attempts = attempts
+        self.max_new_tokens = max_new_tokens
+        self.alternate_seed = alternate_seed
+
+    def on_fit_start(self) -> None:
+        data = self.trainer.datamodule
+        if "forget_alt" in data.rows:
+            raise ValueError("AltPO generates its own alternates; remove data.forget_alt from the config")
+        data.rows["forget_alt"] = [{**row, "index": i} for i, row in enumerate(self.alternates(data.rows["forget"]))]
+        super().on_fit_start()
+
+    def alternates(self, rows: list[dict]) -> list[dict]:
+        """One sampled answer per forget QA row that differs from the true one after normalisation."""
+        if any("question" not in row for row in rows):
+            raise ValueError("AltPO needs qa forget rows (question/answer) to generate alternates; drop passages")
+        truths = [normalize_answer(row["answer"]) for row in rows]
+        found: dict[int, str] = {}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.alternate_seed)
+            for _ in range(self.attempts):
+                todo = [i for i in range(len(rows)) if i not in found]
+                if not todo:
+                    break
+                answers = generate_answers(
+                    self.model,
+                    self.tokenizer,
+                    [f"{rows[i]['question']} {self.instruction}" for i in todo],
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=True,
+                    temperature=self.temperature,
+                )
+                found.update(
+                    {i: a for i, a in zip(todo, answers, strict=True) if normalize_answer(a) not in ("", truths[i])}
+                )
+        missing = [i for i in range(len(rows)) if i not in found]
+        if missing:
+            raise ValueError(
+                f"AltPO found no alternate different from the true answer for {len(missing)} of {len(rows)} forget "
+                f"questions after {self.attempts} attempts (e.g. {rows[missing[0]]['question']!r}); "
+                "raise temperature or attempts"
+            )
+        return [{"question": row["question"], "answer": found[i]} for i, row in enumerate(rows)]
