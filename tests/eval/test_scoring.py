@@ -63,7 +63,10 @@ def letter_model(letter_tokenizer):
 
 
 def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
-    """Independent reference: one unpadded forward per (question, choice), float64 log-softmax, summed."""
+    """Independent reference: one unpadded forward per (question, choice), float64 log-softmax, summed.
+
+    The continuation's tokens are those the tokenised context + continuation adds, as lm-evaluation-harness splits.
+    """
     width = max(len(row["choices"]) for row in rows)
     out = torch.full((len(rows), width), float("-inf"), dtype=torch.float64)
     for k, row in enumerate(rows):
@@ -73,7 +76,7 @@ def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
             else:
                 context, continuation = letter_prompt(row["question"], row["choices"]), " " + "ABCD"[c]
             context_ids = tokenizer(context).input_ids
-            continuation_ids = tokenizer(continuation, add_special_tokens=False).input_ids
+            continuation_ids = tokenizer(context + continuation).input_ids[len(context_ids) :]
             with torch.no_grad():
                 logits = model(torch.tensor([context_ids + continuation_ids])).logits[0].double()  # (T, V)
             total = 0.0
@@ -155,6 +158,14 @@ def test_letter_with_two_token_letters_takes_general_path(model, tokenizer, monk
     forbid(monkeypatch, "_next_token_scores")
     scores = choice_logprobs(model, tokenizer, rows, template="letter", batch_size=4)
     assert_close(scores.double(), reference_scores(model, tokenizer, rows, "letter"), atol=1e-5, rtol=0)
+
+
+def test_continuation_merged_into_the_context_is_an_error(tokenizer):
+    """A token spanning "Answer:" and " A" leaves the letter nothing of its own to score: say so, don't score 0."""
+    merging = copy.deepcopy(tokenizer)
+    merging.add_tokens([AddedToken("Answer: A", normalized=False)])
+    with pytest.raises(ValueError, match=r"row 0: the tokenizer merges the continuations \[' A'\] into the end"):
+        choice_logprobs(tiny_llama(len(merging)), merging, mcq_rows([["x", "y"]]), template="letter")
 
 
 def test_choice_logprobs_rejects_bad_input_and_accepts_no_rows(model, tokenizer):

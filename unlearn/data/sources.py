@@ -300,6 +300,8 @@ class MCQSource(DatasetSource):
         question_key: str = "question",
         choices_key: str = "choices",
         answer_key: str = "answer",
+        subjects: list[str] | None = None,
+        subject_key: str = "subject",
         limit: int | None = None,
     ) -> None:
         """
@@ -311,20 +313,27 @@ class MCQSource(DatasetSource):
             question_key: the column holding the question.
             choices_key: the column holding the list of choices.
             answer_key: the column holding the correct choice: an index, or a letter A, B, ...
-            limit: keep the first this many questions; None keeps all.
+            subjects: keep only rows whose `subject_key` column is one of these, e.g. MMLU's "all" config cut to
+                [college_biology, virology]; None keeps every row.
+            subject_key: the column `subjects` filters on.
+            limit: keep the first this many questions (after the subject filter); None keeps all.
         """
         super().__init__(path, name, split, limit)
+        if subjects is not None and not subjects:
+            raise ValueError(f"{self.name}: subjects=[] keeps no rows; list subjects or pass None for all")
         self.question_key, self.choices_key, self.answer_key = question_key, choices_key, answer_key
+        self.subjects, self.subject_key = subjects, subject_key
 
     def load(self) -> list[dict]:
-        keys = {
-            "question_key": self.question_key,
-            "choices_key": self.choices_key,
-            "answer_key": self.answer_key,
-        }
+        columns = self._columns()
+        if self.subjects is not None:
+            columns["subject_key"] = self.subject_key
+        dataset = self._load(columns)
+        if self.subjects is not None:
+            dataset = self._of_subjects(dataset)
         rows = []
-        for index, row in enumerate(self._first(self._load(keys))):
-            choices = row[self.choices_key]
+        for index, row in enumerate(self._first(dataset)):
+            question, choices, answer = self._fields(index, row)
             if not isinstance(choices, list) or len(choices) < 2:
                 raise ValueError(
                     f"{self.name}: row {index} has {self.choices_key}={choices!r}, expected a list "
@@ -332,12 +341,32 @@ class MCQSource(DatasetSource):
                 )
             rows.append(
                 {
-                    "question": self._check_str(index, self.question_key, row[self.question_key]),
+                    "question": self._check_str(index, self.question_key, question),
                     "choices": [self._check_str(index, self.choices_key, choice) for choice in choices],
-                    "answer": self._answer_index(index, row[self.answer_key], len(choices)),
+                    "answer": self._answer_index(index, answer, len(choices)),
                 }
             )
         return rows
+
+    def _columns(self) -> dict[str, str]:
+        """The columns to read, as {argument: column}."""
+        return {"question_key": self.question_key, "choices_key": self.choices_key, "answer_key": self.answer_key}
+
+    def _fields(self, index: int, row: dict) -> tuple[object, object, object]:
+        """(question, choices, answer) of one raw row, not yet checked."""
+        return row[self.question_key], row[self.choices_key], row[self.answer_key]
+
+    def _of_subjects(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """The rows of the chosen subjects, in their order; an unknown subject lists the known ones."""
+        present = dataset[self.subject_key]
+        missing = sorted(set(self.subjects) - set(present))
+        if missing:
+            raise ValueError(
+                f"{self.name}: no rows of subjects {missing} in column {self.subject_key!r}; it has "
+                f"{sorted(set(present))}"
+            )
+        wanted = set(self.subjects)
+        return dataset.select([k for k, subject in enumerate(present) if subject in wanted])
 
     def _answer_index(self, index: int, answer: object, num_choices: int) -> int:
         """The answer as an index into the choices, accepting the letters A, B, ... that some datasets use."""
@@ -351,6 +380,87 @@ class MCQSource(DatasetSource):
             f"choices; the answer must be an index 0..{num_choices - 1} or a letter "
             f"{letters[0]}..{letters[-1]}; fix the data or set answer_key="
         )
+
+
+class TruthfulQAMC1(MCQSource):
+    """TruthfulQA's MC1 (hub truthfulqa/truthful_qa, config multiple_choice): the one true answer among the rest."""
+
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        split: str = "validation",
+        targets_key: str = "mc1_targets",
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            path: a hub id (truthfulqa/truthful_qa with name=multiple_choice), or a local file or folder.
+            name: the hub config: multiple_choice.
+            split: the split to read (the hub has only validation); a single file is always read whole.
+            targets_key: the column of {choices: [...], labels: [1, 0, ...]} with exactly one label 1.
+            limit: keep the first this many questions; None keeps all.
+        """
+        super().__init__(path, name, split, choices_key=targets_key, answer_key=targets_key, limit=limit)
+
+    def _columns(self) -> dict[str, str]:
+        return {"question_key": self.question_key, "targets_key": self.choices_key}
+
+    def _fields(self, index: int, row: dict) -> tuple[object, object, object]:
+        targets = row[self.choices_key]
+        labels = targets.get("labels") if isinstance(targets, dict) else None
+        if not isinstance(labels, list) or labels.count(1) != 1 or "choices" not in targets:
+            raise ValueError(
+                f"{self.name}: row {index} has {self.choices_key}={targets!r}; expected {{choices: [...], "
+                f"labels: [...]}} with exactly one label 1 (mc2_targets has several; use mc1_targets)"
+            )
+        return row[self.question_key], targets["choices"], labels.index(1)
+
+
+MATHQA_OPTION = re.compile(r"(?:^\[?|,\s*)['\"]?([a-e]) \) ")  # a letter, as the string starts or after a comma
+
+
+class MathQA(MCQSource):
+    """MathQA (hub allenai/math_qa): a word problem and five options packed in one string, "a ) 38 , b ) 27 , ..."."""
+
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        split: str = "test",
+        categories: list[str] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            path: a hub id (allenai/math_qa, regisss/math_qa as lm-eval reads it), or a local file or folder
+                with the columns Problem, options and correct.
+            name: the hub config, if the dataset has several.
+            split: train, validation or test; a single file is always read whole.
+            categories: keep only these values of the category column (general, physics, gain, geometry,
+                probability, other); None keeps all.
+            limit: keep the first this many problems (after the category filter); None keeps all.
+        """
+        super().__init__(
+            path, name, split, question_key="Problem", choices_key="options", answer_key="correct",
+            subjects=categories, subject_key="category", limit=limit,
+        )  # fmt: skip
+
+    def _fields(self, index: int, row: dict) -> tuple[object, object, object]:
+        options = self._check_str(index, self.choices_key, row[self.choices_key])
+        parts = MATHQA_OPTION.split(options)  # [before a, "a", text a, "b", text b, ...]
+        letters = parts[1::2]
+        if parts[0] or letters != list("abcde"[: len(letters)]):
+            raise ValueError(
+                f"{self.name}: row {index} has {self.choices_key}={options!r}; expected 'a ) ... , b ) ... , ...'"
+            )
+        choices = [text.strip().rstrip(" ,'\"]").strip() for text in parts[2::2]]
+        correct = row[self.answer_key]
+        if correct not in letters:
+            raise ValueError(
+                f"{self.name}: row {index} has {self.answer_key}={correct!r}, not one of the option letters {letters}"
+            )
+        return row[self.question_key], choices, letters.index(correct)
 
 
 def _saved_to_disk(path: Path) -> bool:

@@ -95,7 +95,8 @@ def choice_logprobs(
     """Summed log-probability of each choice's continuation given its question, as lm-evaluation-harness does.
 
     cloze: context `qa_prompt(question)`, continuation `" " + choice`; letter: context `letter_prompt(...)`,
-    continuation `" A"`, `" B"`, ... The context is tokenised with special tokens, the continuation without.
+    continuation `" A"`, `" B"`, ... The context is tokenised with special tokens; a continuation's tokens are those
+    that context + continuation adds, as lm-evaluation-harness's HFLM splits them (its predictions are ours).
     When every continuation is one token, one forward per question over its context scores all its choices.
 
     Args:
@@ -140,20 +141,31 @@ def mcq_predictions(scores: torch.Tensor) -> torch.Tensor:
 def _encode_choices(
     tokenizer, rows: list[dict], template: str, description: str
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
-    """Context ids (with special tokens) per row, continuation ids (without) per choice, batch-tokenised."""
+    """Context ids (with special tokens) per row and continuation ids per choice, split as the harness splits them.
+
+    A continuation's ids are the tail of the tokenised context + continuation past the tokenised context, not the
+    continuation tokenised alone: a tokenizer that prepends its word marker to every text (the "▁" of Llama-2's
+    and Mistral's tokenizer.json) turns " A" alone into two tokens, "▁" and "▁A", but into "▁A" after "Answer:".
+    """
     if template == "cloze":
         contexts = [qa_prompt(row["question"]) for row in rows]
         texts = [[" " + choice for choice in row["choices"]] for row in rows]
     else:
         contexts = [letter_prompt(row["question"], row["choices"], description=description) for row in rows]
         texts = [[" " + letter for letter in LETTERS[: len(row["choices"])]] for row in rows]
-    flat = [text for row_texts in texts for text in row_texts]
-    flat_ids = tokenizer(flat, add_special_tokens=False).input_ids if flat else []
-    continuations, start = [], 0
-    for row_texts in texts:
-        continuations.append(flat_ids[start : start + len(row_texts)])
-        start += len(row_texts)
     context_ids = tokenizer(contexts).input_ids if contexts else []
+    whole = [context + text for context, row_texts in zip(contexts, texts, strict=True) for text in row_texts]
+    whole_ids = tokenizer(whole).input_ids if whole else []
+    continuations, start = [], 0
+    for k, (ids, row_texts) in enumerate(zip(context_ids, texts, strict=True)):
+        continuations.append([full[len(ids) :] for full in whole_ids[start : start + len(row_texts)]])
+        start += len(row_texts)
+        empty = [text for text, conts in zip(row_texts, continuations[-1], strict=True) if not conts]
+        if empty:
+            raise ValueError(
+                f"row {k}: the tokenizer merges the continuations {empty} into the end of the context, so they "
+                f"have no tokens of their own to score; end the question differently or use the other template"
+            )
     return context_ids, continuations
 
 

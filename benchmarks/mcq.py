@@ -1,0 +1,119 @@
+"""MCQ accuracy by log-likelihood: lm-evaluation-harness against our MCQTask, same model, rows and letter template.
+
+    python -m benchmarks.mcq                 # 300 synthetic retain questions, on a GPU if there is one
+    python -m benchmarks.mcq --limit 100 --batch-size 16
+
+Two local models: `fast-path`, a random tiny Llama with a Llama-2-style word tokenizer (each letter one token, so we
+score a question in one forward), and the built-in `tiny-target` (" A" is two tokens: one forward per choice). Each
+side is timed from its model folder to its accuracy (loading included, lm-eval imported beforehand), the two sides
+alternating `--repeats` times and the fastest kept (a shared CPU's load drifts); the per-question predictions
+must agree. JSON under benchmarks/results/mcq_<device>_<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.kernels import RESULTS
+from unlearn.data.sources import MCQSource, SyntheticMCQ
+from unlearn.eval.harness import harness_predictions, word_tokenizer, write_harness_task
+from unlearn.eval.scoring import letter_prompt
+from unlearn.eval.tasks import MCQTask
+from unlearn.io import atomic_write_json
+from unlearn.models import BUILTIN, build_tiny_model, load_model, load_tokenizer
+
+DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"  # lm-eval's wmdp_bio
+
+
+def fast_path_model(folder: Path, rows: list[dict]) -> Path:
+    """A random build_tiny_model-sized Llama whose word tokenizer makes " A".." D" single tokens, saved to `folder`."""
+    tokenizer = word_tokenizer([letter_prompt(r["question"], r["choices"], description=DESCRIPTION) for r in rows])
+    build_tiny_model(len(tokenizer), initializer_range=0.5).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def ours(model_dir: Path, data: Path, batch_size: int, device: str) -> tuple[float, list[int]]:
+    """Our MCQTask's accuracy and predictions, from loading the model to the metric."""
+    task = MCQTask("wmdp", MCQSource(str(data)), template="letter", description=DESCRIPTION)
+    model, tokenizer = load_model(str(model_dir)).to(device), load_tokenizer(str(model_dir))
+    metric = task.make_metric().to(device)
+    items = task.run(model, tokenizer, task.load(), metric, batch_size=batch_size, progress=False)
+    return float(metric.compute()), [item["predicted"] for item in items]
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, tuple[float, list[int]]]:
+    """Wall-clock seconds of fn(*args, **kwargs) (synchronised on a GPU) and its result."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def run(limit: int, batch_size: int, device: str, repeats: int, work: Path) -> dict:
+    import lm_eval  # imported before timing: its import is not evaluation time
+
+    rows = SyntheticMCQ("retain").load()[:limit]
+    task_dir = work / "task"
+    write_harness_task(task_dir, "wmdp_synthetic", rows, description=DESCRIPTION)
+    data = task_dir / "wmdp_synthetic.jsonl"
+    models = {"fast-path": fast_path_model(work / "fast-path", rows), "tiny-target": BUILTIN["tiny-target"]}
+    results = []
+    for name, model_dir in models.items():
+        harness_times, ours_times = [], []
+        for _ in range(repeats):
+            harness_s, (harness_acc, harness_pred) = timed(
+                harness_predictions, model_dir, task_dir, "wmdp_synthetic", batch_size=batch_size, device=device
+            )
+            ours_s, (ours_acc, ours_pred) = timed(ours, model_dir, data, batch_size, device)
+            harness_times.append(harness_s)
+            ours_times.append(ours_s)
+        harness_s, ours_s = min(harness_times), min(ours_times)
+        row = dict(
+            model=name, questions=len(rows), lm_eval_acc=harness_acc, ours_acc=ours_acc,
+            same_predictions=sum(a == b for a, b in zip(harness_pred, ours_pred, strict=True)),
+            distinct_predictions=len(set(ours_pred)), lm_eval_s=harness_s, ours_s=ours_s, speedup=harness_s / ours_s,
+            lm_eval_runs_s=harness_times, ours_runs_s=ours_times,
+        )  # fmt: skip
+        print(
+            f"{name:12s} acc lm-eval {harness_acc:.4f} ours {ours_acc:.4f}  same predictions "
+            f"{row['same_predictions']}/{len(rows)}  lm-eval {harness_s:7.2f} s  ours {ours_s:7.2f} s  "
+            f"ours is {row['speedup']:.1f}x faster",
+            flush=True,
+        )
+        results.append(row)
+    cuda = device.startswith("cuda")
+    return dict(
+        device=torch.cuda.get_device_name() if cuda else f"CPU {platform.processor() or platform.machine()}",
+        threads=torch.get_num_threads(), date=datetime.date.today().isoformat(), torch=torch.__version__,
+        lm_eval=lm_eval.__version__, batch_size=batch_size, repeats=repeats, template="letter", results=results,
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=300, help="synthetic retain questions to score")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per forward, both sides")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating timings per side; the fastest is kept")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        report = run(args.limit, args.batch_size, args.device, args.repeats, Path(work))
+    slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
+    path = atomic_write_json(args.out / f"mcq_{slug}_{report['date']}.json", report)
+    print(f"device {report['device']}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
