@@ -31,7 +31,7 @@ def test_fit_then_test(tmp_path):
     run = tmp_path / "run"
     fitted = json.loads((run / "metrics.json").read_text())
     assert fitted["method"] == "NPO" and fitted["model"] == "tiny-target"
-    expected = {"forget/qa_acc", "forget/mcq_acc", "retain/qa_acc", "retain/mcq_acc"}
+    expected = {f"{split}/{name}" for split in ("forget", "retain") for name in ("qa_acc", "qa_rougeL", "mcq_acc")}
     assert set(fitted["before"]) == set(fitted["after"]) == expected
     assert fitted["config"]["model"]["beta"] == 0.1
     assert len(fitted["items"]["after"]["forget/qa_acc"]) == 10

@@ -12,7 +12,7 @@ def membership_auc(model_name: str, score: str) -> tuple[float, list[dict]]:
     task = MIATask("forget", SyntheticQA("forget10"), nonmembers=SyntheticQA("holdout"), score=score, limit=60)
     metric = task.make_metric()
     items = task.run(load_model(model_name), load_tokenizer(model_name), task.load(), metric, 32, False)
-    return float(metric.compute()), items
+    return task.results(metric)[task.metric_name], items
 
 
 @pytest.mark.parametrize("score", ["loss", "zlib", "min_k", "min_k_plus_plus"])

@@ -138,8 +138,10 @@ def privleak(auc_unlearned: float, auc_retain: float) -> float:
 
     Paper: Shi et al. 2024, "MUSE: Machine Unlearning Six-Way Evaluation for Language Models", arXiv:2407.06460, §3.
 
-    ``PrivLeak = (AUC_unlearned − AUC_retain) / AUC_retain``, as a fraction (MUSE prints it ×100); 0 is ideal,
-    negative means under-unlearning, positive over-unlearning (with the loss-like scores of this module).
+    ``PrivLeak = (AUC_unlearned − AUC_retain) / AUC_retain``, as a fraction (MUSE prints it ×100, as does the
+    `PrivLeak` metric); 0 is ideal, negative means under-unlearning, positive over-unlearning. The AUCs must be
+    MUSE's orientation, ``auc(member_scores, nonmember_scores)`` of this module's loss-like scores (near 0 for a
+    model that remembers its members), not the member-positive `MembershipAUC` (its complement).
     """
     if not 0.0 < auc_retain <= 1.0 or not 0.0 <= auc_unlearned <= 1.0:
         raise ValueError(f"need AUCs in [0, 1] and auc_retain > 0, got {auc_unlearned} and {auc_retain}")

@@ -6,13 +6,26 @@ from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
 
-from unlearn.data.collate import Collator
 from unlearn.data.sources import Source
 from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper
-from unlearn.eval.metrics import LeakageBound, MCQAccuracy, MembershipAUC, QAAccuracy, normalize_answer
+from unlearn.eval.likelihood import answer_forward
+from unlearn.eval.metrics import (
+    Entailment,
+    LeakageBound,
+    MCQAccuracy,
+    MembershipAUC,
+    NumericMatch,
+    PrivLeak,
+    QAAccuracy,
+    RougeLRecall,
+    final_number,
+    normalize_answer,
+)
 from unlearn.eval.mia import loss_score, min_k_plus_plus_score, min_k_score, zlib_score
+from unlearn.eval.reference import RetainReference
+from unlearn.eval.rouge import rouge_l_recall
 from unlearn.eval.scoring import choice_logprobs, generate_answers
 from unlearn.losses import shifted_logprobs
 
@@ -34,7 +47,20 @@ class EvalTask(ABC):
 
     @property
     def metric_name(self) -> str:
+        """The task's main `<split>/<metric>` name, which also keys its per-item results."""
         return f"{self.split}/{self.metric_suffix}"
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every name the task reports; a task whose metric is a MetricCollection reports one per member."""
+        return [self.metric_name]
+
+    def results(self, metric: Metric) -> dict[str, float]:
+        """The task's numbers by name, synchronised across ranks by `compute`."""
+        value = metric.compute()
+        if isinstance(value, dict):
+            return {f"{self.split}/{key}": float(v) for key, v in value.items()}
+        return {self.metric_name: float(value)}
 
     def load(self) -> list[dict]:
         """The task's rows, at most `limit` of them, in a fixed order."""
@@ -53,24 +79,45 @@ class EvalTask(ABC):
 
 
 class QATask(EvalTask):
-    """Open answers by greedy generation, scored by exact match after normalisation."""
+    """Open answers by greedy generation: exact match after normalisation, ROUGE-L recall, optionally NLI entailment."""
 
     kind = "qa"
     metric_suffix = "qa_acc"
 
-    def __init__(self, split: str, source: Source, max_new_tokens: int = 16, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        split: str,
+        source: Source,
+        max_new_tokens: int = 16,
+        nli_model: str | None = None,
+        limit: int | None = None,
+    ) -> None:
         """
         Args:
             split: the label in metric names, e.g. forget, retain, holdout.
             source: a qa source.
             max_new_tokens: generation budget per answer.
+            nli_model: an NLI model (hub id or path, e.g. sileod/deberta-v3-base-tasksource-nli) to also report
+                `<split>/qa_entailment`, the share of answers it judges to entail the reference; None skips it.
             limit: evaluate only the first N rows.
         """
         super().__init__(split, source, limit)
         self.max_new_tokens = max_new_tokens
+        self.nli_model = nli_model
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [f"{self.split}/{suffix}" for suffix in self.make_metric_parts(build=False)]
+
+    def make_metric_parts(self, build: bool = True) -> dict[str, Metric | None]:
+        """The metrics by suffix; `build=False` only names them (the NLI model is not loaded)."""
+        parts: dict[str, Metric | None] = {"qa_acc": QAAccuracy(), "qa_rougeL": RougeLRecall()}
+        if self.nli_model:
+            parts["qa_entailment"] = Entailment(self.nli_model) if build else None
+        return parts
 
     def make_metric(self) -> Metric:
-        return QAAccuracy()
+        return MetricCollection(self.make_metric_parts(), compute_groups=False)
 
     def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
         predictions = generate_answers(
@@ -82,11 +129,61 @@ class QATask(EvalTask):
             progress=progress,
         )
         references = [r["answer"] for r in rows]
+        metric["qa_acc"].update(predictions, references)
+        metric["qa_rougeL"].update(predictions, references)
+        items = [
+            {"question": r["question"], "answer": a, "prediction": p, "rougeL": rouge_l_recall(p, a)}
+            for r, p, a in zip(rows, predictions, references, strict=True)
+        ]
+        if "qa_entailment" in metric:
+            entailed = metric["qa_entailment"].entailed(predictions, references)
+            metric["qa_entailment"].update(predictions, references, entailed=entailed)
+            for item, verdict in zip(items, entailed.tolist(), strict=True):
+                item["entailed"] = verdict
+        return items
+
+
+class GSM8KTask(EvalTask):
+    """Grade-school maths (Cobbe et al. 2021, arXiv:2110.14168): the last number generated must equal the answer's."""
+
+    kind = "qa"
+    metric_suffix = "gsm8k_acc"
+
+    def __init__(
+        self,
+        split: str,
+        source: Source,
+        max_new_tokens: int = 256,
+        stop: list[str] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """
+        Args:
+            split: the label in metric names, e.g. gsm8k.
+            source: a qa source whose answers end in the final number (GSM8KSource: "... #### 72").
+            max_new_tokens: generation budget for the worked solution.
+            stop: strings that end a solution; default a blank line or the start of a new question.
+            limit: evaluate only the first N rows.
+        """
+        super().__init__(split, source, limit)
+        self.max_new_tokens = max_new_tokens
+        self.stop = ["\n\n", "Question:"] if stop is None else stop
+
+    def make_metric(self) -> Metric:
+        return NumericMatch()
+
+    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+        predictions = generate_answers(
+            model, tokenizer, [r["question"] for r in rows], max_new_tokens=self.max_new_tokens,
+            batch_size=batch_size, stop=self.stop, progress=progress,
+        )  # fmt: skip
+        references = [r["answer"] for r in rows]
         metric.update(predictions, references)
         return [
-            {"question": r["question"], "answer": r["answer"], "prediction": p}
+            {"question": r["question"], "answer": final_number(r["answer"]), "prediction": p,
+             "predicted_number": final_number(p)}
             for r, p in zip(rows, predictions, strict=True)
-        ]
+        ]  # fmt: skip
 
 
 class MCQTask(EvalTask):
@@ -204,6 +301,7 @@ class MIATask(EvalTask):
         nonmembers: Source,
         score: Literal["loss", "zlib", "min_k", "min_k_plus_plus"] = "min_k",
         k: float = 0.2,
+        retain_model: str | None = None,
         limit: int | None = None,
     ) -> None:
         """
@@ -213,6 +311,8 @@ class MIATask(EvalTask):
             nonmembers: rows of the same kind the model never saw (e.g. holdout).
             score: which attack scores each row's answer tokens.
             k: the fraction of lowest-scoring tokens Min-K% and Min-K%++ average.
+            retain_model: a model never trained on the members (built-in name, hub id or path) to also report MUSE's
+                `<split>/mia_<score>_privleak` against; its scores are computed once. None skips it.
             limit: evaluate only the first N members and N non-members.
         """
         super().__init__(split, source, limit)
@@ -221,10 +321,15 @@ class MIATask(EvalTask):
         self.nonmembers = nonmembers
         self.score = score
         self.k = k
+        self.retain = RetainReference(retain_model) if retain_model else None
 
     @property
     def metric_name(self) -> str:
         return f"{self.split}/mia_{self.score}_auc"
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [self.metric_name] + ([f"{self.split}/mia_{self.score}_privleak"] if self.retain else [])
 
     def load(self) -> list[dict]:
         members = [{**row, "member": 1} for row in super().load()]
@@ -234,22 +339,33 @@ class MIATask(EvalTask):
         return members + nonmembers
 
     def make_metric(self) -> Metric:
-        return MembershipAUC()
+        parts = {f"mia_{self.score}_auc": MembershipAUC()}
+        if self.retain:
+            parts[f"mia_{self.score}_privleak"] = PrivLeak()
+        return MetricCollection(parts, compute_groups=False)
 
-    @torch.no_grad()
     def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
-        collate, device, items = Collator(tokenizer), model.device, []
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collate(chunk).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            scores = self.row_scores(logits, batch["labels"], [r["answer"] for r in chunk])
-            metric.update(scores, torch.tensor([r["member"] for r in chunk], device=device))
-            items += [
-                {"question": r["question"], "member": r["member"], "score": float(s)}
-                for r, s in zip(chunk, scores, strict=True)
-            ]
+        scores = self.scores(model, tokenizer, rows, batch_size)  # (N,)
+        members = torch.tensor([r["member"] for r in rows], device=model.device)
+        metric[f"mia_{self.score}_auc"].update(scores.to(model.device), members)
+        items = [
+            {"question": r["question"], "member": r["member"], "score": float(s)}
+            for r, s in zip(rows, scores, strict=True)
+        ]
+        if self.retain:
+            reference = self.retain.values(model, rows, lambda m, t, r: self.scores(m, t, r, batch_size))
+            metric[f"mia_{self.score}_privleak"].update(scores.to(model.device), members, reference)
+            for item, s in zip(items, reference.tolist(), strict=True):
+                item["retain_score"] = s
         return items
+
+    def scores(self, model, tokenizer, rows: list[dict], batch_size: int) -> torch.Tensor:
+        """(N,) loss-like scores of `rows` under `model`, on the CPU."""
+        batches = [
+            self.row_scores(logits, labels, [r["answer"] for r in chunk]).cpu()
+            for chunk, logits, labels in answer_forward(model, tokenizer, rows, batch_size)
+        ]
+        return torch.cat(batches)
 
     def row_scores(self, logits: torch.Tensor, labels: torch.Tensor, answers: list[str]) -> torch.Tensor:
         """One loss-like score per row (B,) from its answer tokens."""
