@@ -22,21 +22,25 @@ def move_aside(path: Path) -> Path | None:
     return backup
 
 
-def atomic_write_json(path: str | Path, payload: dict) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
+def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Write to a temporary file in the same folder, then rename it into place (an earlier file is moved aside)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
         move_aside(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_json(path: str | Path, payload: dict) -> Path:
+    """Write JSON atomically (see atomic_write_bytes)."""
+    return atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
 
 
 def atomic_save_dir(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -1,4 +1,4 @@
-"""Forget batches are paired with retain batches drawn by a per-rank generator."""
+"""Forget batches are paired with retain rows; ranks see different rows of a world-size-independent global batch."""
 
 from types import SimpleNamespace
 
@@ -8,22 +8,48 @@ from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
 
 
-def make(rank: int, **kwargs) -> UnlearnDataModule:
+def make(rank: int, world_size: int = 1, **kwargs) -> UnlearnDataModule:
     data = UnlearnDataModule(
         "tiny-scratch", forget=SyntheticQA("forget05"), retain=SyntheticQA("retain"), **kwargs
     )
-    data.trainer = SimpleNamespace(global_rank=rank)
+    data.trainer = SimpleNamespace(global_rank=rank, world_size=world_size, current_epoch=0)
     data.setup("fit")
     return data
 
 
-def retain_draws(data: UnlearnDataModule, steps: int = 4) -> list[list[int]]:
-    return [[row["index"] for row in data.sample_retain()] for _ in range(steps)]
+def batches(data: UnlearnDataModule, epoch: int = 0) -> list[dict]:
+    data.trainer.current_epoch = epoch  # the plan reads the trainer's epoch when an epoch starts
+    return list(data.train_dataloader())
 
 
-def test_ranks_draw_different_retain_rows_reproducibly():
-    assert retain_draws(make(0)) != retain_draws(make(1))
-    assert retain_draws(make(1)) == retain_draws(make(1))
+def rows(batch: dict, role: str) -> list[int]:
+    return batch[role]["index"].tolist()
+
+
+def test_ranks_draw_different_rows_reproducibly():
+    rank0, rank1 = batches(make(0, 2, batch_size=4)), batches(make(1, 2, batch_size=4))
+    assert len(rank0) == len(rank1) == 7, "50 rows in global batches of 8: 7 steps, the last padded"
+    for b0, b1 in zip(rank0, rank1, strict=True):
+        assert len(rows(b0, "forget")) == len(rows(b1, "forget")) == 4 and rows(b0, "retain") != rows(b1, "retain")
+    assert set(sum((rows(b, "forget") for b in rank0[:6]), [])).isdisjoint(
+        sum((rows(b, "forget") for b in rank1[:6]), [])
+    )
+    assert [rows(b, "retain") for b in batches(make(1, 2, batch_size=4))] == [rows(b, "retain") for b in rank1]
+
+
+def test_global_batches_do_not_depend_on_world_size():
+    """One process with batch 8 trains on exactly the rows that two processes with batch 4 share out,
+    and every rank's token normaliser is the global answer-token count over the world size."""
+    single = batches(make(0, 1, batch_size=8), epoch=3)
+    split = [batches(make(rank, 2, batch_size=4), epoch=3) for rank in (0, 1)]
+    for step, batch in enumerate(single):
+        for role in ("forget", "retain"):
+            assert rows(batch, role) == rows(split[0][step], role) + rows(split[1][step], role)
+            global_tokens = (batch[role]["labels"][:, 1:] != -100).sum()
+            assert batch[role]["tokens_per_rank"] == global_tokens
+            per_rank = [split[rank][step][role]["tokens_per_rank"] for rank in (0, 1)]
+            assert per_rank[0] == per_rank[1] == global_tokens / 2
+    assert batches(make(0, 1, batch_size=8), epoch=4)[0]["forget"]["index"].tolist() != rows(single[0], "forget")
 
 
 def test_train_batches_pair_forget_and_retain():
@@ -39,7 +65,7 @@ def test_forget_order_is_seeded():
     again = [b["forget"]["index"].tolist() for b in make(0).train_dataloader()]
     other = [b["forget"]["index"].tolist() for b in make(0, seed=5).train_dataloader()]
     assert first == again != other
-    assert sorted(sum(first, [])) == list(range(50))
+    assert set(sum(first, [])) == set(range(50)) and len(sum(first, [])) == 56, "50 rows, 6 wrapped"
 
 
 def test_fine_tuning_serves_retain_alone():

@@ -6,7 +6,13 @@ import torch
 from torch.testing import assert_close
 
 from unlearn.data.collate import IGNORE_INDEX
-from unlearn.losses.divergence import gradient_ascent_loss, kl_to_reference, npo_loss, simnpo_loss
+from unlearn.losses.divergence import (
+    gradient_ascent_loss,
+    kl_to_reference,
+    logit_margin_flattening_loss,
+    npo_loss,
+    simnpo_loss,
+)
 from unlearn.losses.nll import mean_token_nll
 
 IGN = IGNORE_INDEX
@@ -190,3 +196,30 @@ def test_kl_gradcheck():
     reference, labels = reference[:, :4].double(), labels[:, :4]
     labels[:, -1] = 1
     assert torch.autograd.gradcheck(lambda x: kl_to_reference(x, reference, labels), (policy,))
+
+
+def test_logit_margin_flattening_hand_computed():
+    """V=3, labels [IGN, IGN, 2, 1]: positions t = 1, 2 count (they predict answer tokens); t = 0 and t = 3 do not.
+
+    t=1: z = (0, 3, 0): max − mean = 3 − 1 = 2, squared 4. t=2: z = (2, 2, 2), uniform: 0.
+    Mean over the two counted positions = (4 + 0) / 2 = 2.
+    """
+    logits = torch.zeros(1, 4, 3)
+    logits[0, 0] = torch.tensor([9.0, 0.0, 0.0])  # uncounted
+    logits[0, 1] = torch.tensor([0.0, 3.0, 0.0])
+    logits[0, 2] = torch.tensor([2.0, 2.0, 2.0])
+    logits[0, 3] = torch.tensor([0.0, 0.0, 7.0])  # uncounted (last position)
+    labels = torch.tensor([[IGN, IGN, 2, 1]])
+    assert_close(logit_margin_flattening_loss(logits, labels), torch.tensor(2.0))
+
+
+def test_logit_margin_flattening_all_masked_and_gradcheck():
+    """No answer token: 0.0 with a zero gradient; analytic gradient matches float64 finite differences."""
+    policy, _, labels = random_batch(seed=2)
+    policy.requires_grad_()
+    loss = logit_margin_flattening_loss(policy, torch.full_like(labels, IGN))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert_close(policy.grad, torch.zeros_like(policy))
+    x = policy.detach()[:, :4].double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: logit_margin_flattening_loss(z, labels[:, :4]), (x,))

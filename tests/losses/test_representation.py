@@ -1,10 +1,11 @@
 """Hidden-state objectives against hand-worked numbers, F.mse_loss on selected rows, finite differences."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from unlearn.losses.representation import masked_mse, rmu_loss
+from unlearn.losses.representation import adaptive_steering_coeff, masked_mse, rmu_loss, rr_coefficients, rr_loss
 
 
 def test_masked_mse_hand_computed():
@@ -104,3 +105,92 @@ def test_gradcheck():
         return rmu_loss(h, forget_mask, control, r, reference, retain_mask, alpha=5.0)[0]
 
     assert torch.autograd.gradcheck(total, (hidden, retain))
+
+
+def test_adaptive_steering_coeff_hand_computed():
+    """Selected tokens (3, 4) and (0, 2) have norms 5 and 2: mean 3.5, k = 2 gives c = 7; (6, 8) is masked out."""
+    hidden = torch.tensor([[[3.0, 4.0], [6.0, 8.0]], [[0.0, 2.0], [1.0, 1.0]]])
+    mask = torch.tensor([[1, 0], [1, 0]])
+    assert_close(adaptive_steering_coeff(hidden, mask, scale=2.0), torch.tensor(7.0))
+
+
+def test_adaptive_steering_coeff_empty_mask_and_gradcheck():
+    """No selected token gives 0.0; the value's gradient matches float64 finite differences."""
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert adaptive_steering_coeff(hidden, torch.zeros(2, 3), scale=3.0).item() == 0.0
+    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    assert torch.autograd.gradcheck(lambda h: adaptive_steering_coeff(h, mask, scale=1.5), (hidden,))
+
+
+def test_rr_loss_hand_computed():
+    """Two layers, one sequence of two tokens, the second masked out everywhere.
+
+    Forget: layer 0 h = (1, 0) vs ref (1, 1): cos = 1/√2; layer 1 h = (−1, 0) vs ref (1, 0): cos = −1, ReLU 0.
+    Forget term = (1/√2 + 0)/2. Retain: layer 0 h − ref = (3, 4): ‖·‖ = 5; layer 1 (0, 0): 0. Retain term = 2.5.
+    c_f = 2, c_r = 0.4: total = √2/2 + 1 = 1.7071...
+    """
+    masked = [[9.0, -9.0]]
+    forget = torch.tensor([[[[1.0, 0.0], *masked]], [[[-1.0, 0.0], *masked]]])  # (2, 1, 2, 2)
+    forget_ref = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]], [[[1.0, 0.0], [1.0, 1.0]]]])
+    retain_ref = torch.randn(2, 1, 2, 2)
+    retain = retain_ref.clone()
+    retain[0, 0, 0] += torch.tensor([3.0, 4.0])
+    retain[:, 0, 1] += 100.0  # masked out
+    mask = torch.tensor([[1, 0]])
+    total, forget_term, retain_term = rr_loss(
+        forget, forget_ref, mask, retain, retain_ref, mask, forget_coeff=2.0, retain_coeff=0.4
+    )
+    assert_close(forget_term, torch.tensor(0.5 / 2**0.5))
+    assert_close(retain_term, torch.tensor(2.5))
+    assert_close(total, torch.tensor(2**0.5 / 2 + 1.0))
+
+
+def test_rr_loss_policy_equal_to_reference_and_empty_masks():
+    """h_π = h_ref: cos = 1 so the forget term is 1 and the retain distance 0, with a finite (zero) gradient.
+
+    All-masked input gives 0.0 for both terms, not NaN.
+    """
+    g = torch.Generator().manual_seed(6)
+    reference = torch.randn(2, 3, 4, 5, generator=g)
+    hidden = reference.clone().requires_grad_()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    total, forget_term, retain_term = rr_loss(
+        hidden, reference, mask, hidden, reference, mask, forget_coeff=1.0, retain_coeff=1.0
+    )
+    assert_close(forget_term, torch.tensor(1.0))
+    assert retain_term.item() == 0.0
+    total.backward()
+    assert torch.isfinite(hidden.grad).all()
+    empty = torch.zeros(3, 4)
+    _, forget_term, retain_term = rr_loss(
+        hidden, reference, empty, hidden + 1, reference, empty, forget_coeff=1.0, retain_coeff=1.0
+    )
+    assert forget_term.item() == 0.0 and retain_term.item() == 0.0
+
+
+def test_rr_loss_gradcheck_and_reference_is_constant():
+    """Analytic gradients with respect to both policy hidden states match float64 finite differences."""
+    g = torch.Generator().manual_seed(7)
+    options = {"dtype": torch.float64}
+    forget = torch.randn(2, 2, 3, 4, generator=g, **options).requires_grad_()
+    retain = torch.randn(2, 2, 2, 4, generator=g, **options).requires_grad_()
+    forget_ref = torch.randn(2, 2, 3, 4, generator=g, **options).requires_grad_()
+    retain_ref = torch.randn(2, 2, 2, 4, generator=g, **options)
+    forget_mask, retain_mask = torch.tensor([[1, 1, 0], [0, 1, 1]]), torch.tensor([[1, 0], [1, 1]])
+
+    def total(f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return rr_loss(f, forget_ref, forget_mask, r, retain_ref, retain_mask, forget_coeff=0.7, retain_coeff=1.3)[0]
+
+    assert torch.autograd.gradcheck(total, (forget, retain))
+    total(forget, retain).backward()
+    assert forget_ref.grad is None
+
+
+def test_rr_coefficients_schedule():
+    """T = 10: t = 0 gives (α_f, 0); t = 5 gives (¾α_f, ¼α_r); t = 10 gives (½α_f, ½α_r)."""
+    assert rr_coefficients(0, 10, forget_coeff=4.0, retain_coeff=2.0) == (4.0, 0.0)
+    assert rr_coefficients(5, 10, forget_coeff=4.0, retain_coeff=2.0) == (3.0, 0.5)
+    assert rr_coefficients(10, 10, forget_coeff=4.0, retain_coeff=2.0) == (2.0, 1.0)
+    with pytest.raises(ValueError, match="total_steps=0"):
+        rr_coefficients(0, 0, forget_coeff=1.0, retain_coeff=1.0)

@@ -8,7 +8,7 @@ import torch
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
-from unlearn.methods import DPO, NPO, RMU, GradDiff, GradientAscent, IDKFineTune
+from unlearn.methods import DPO, NPO, RMU, WGA, GradDiff, GradientAscent, IDKFineTune, NPOEntropy, SatImp
 from unlearn.models import load_model
 
 
@@ -149,9 +149,10 @@ def test_forget_alt_must_pair_row_for_row():
         data.setup("fit")
 
 
-@pytest.mark.parametrize("method", [NPO, GradientAscent, IDKFineTune])
+@pytest.mark.parametrize("method", [NPO, GradientAscent, IDKFineTune, WGA, SatImp, NPOEntropy])
 def test_fused_logprob_trains_like_logits(tmp_path, method):
-    """The fused lm-head path (no (B, T, V) logits) gives the eager path's losses step for step."""
+    """The fused lm-head path (no (B, T, V) logits) gives the eager path's losses step for step: log-probs,
+    token-weighted ascent and the entropy objective all read `lm_outputs`."""
     runs, head_calls = [], []
     for fused in (False, True):
         module = method(model="tiny-scratch", fused_logprob=fused, optimizer=adam(1e-3))

@@ -1,12 +1,15 @@
-"""Pair every forget batch with a retain batch drawn by a per-rank generator."""
+"""Pair every forget batch with retain rows; the global batch of a step is the same whatever the world size."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
-from unlearn.data.collate import Collator
+from unlearn.data.collate import IGNORE_INDEX, Collator
 from unlearn.data.sources import Source
 from unlearn.models import load_tokenizer
 
@@ -28,14 +31,15 @@ class UnlearnDataModule(L.LightningDataModule):
         """
         Args:
             tokenizer: hub id, path or built-in name of the tokenizer (linked to the model's by the CLI).
-            forget: the data to unlearn; each epoch walks it once in a seeded order.
-            retain: the data to keep; sampled with replacement, a different stream on every rank.
+            forget: the data to unlearn; each epoch walks it once in an order seeded by (seed, epoch).
+            retain: the data to keep; sampled with replacement, different rows on every rank.
             forget_alt: row for row, an alternative answer to each forget question (e.g. a refusal), for
                 preference methods such as DPO; it travels as batch["forget_alt"].
-            batch_size: forget rows per step (retain rows too, unless retain_batch_size is set).
-            retain_batch_size: retain rows per step.
+            batch_size: forget rows per step and rank (retain rows too, unless retain_batch_size is set); the
+                global batch is batch_size x world size, and a given global batch trains the same on any world size.
+            retain_batch_size: retain rows per step and rank.
             max_length: longest tokenised row; longer rows are cut at the end.
-            seed: seeds the forget order and, offset by the rank, the retain draws.
+            seed: seeds the forget order and the retain draws.
         """
         super().__init__()
         if forget is None and retain is None:
@@ -69,8 +73,8 @@ class UnlearnDataModule(L.LightningDataModule):
                 f"forget_alt has {len(self.rows['forget_alt'])} rows but forget has {len(self.rows['forget'])}; "
                 "they must pair row for row"
             )
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        self.retain_generator = torch.Generator().manual_seed(self.seed + 7919 * (rank + 1))
+        trainer = self.trainer
+        self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     @property
     def main_role(self) -> str:
@@ -78,14 +82,18 @@ class UnlearnDataModule(L.LightningDataModule):
         return "forget" if "forget" in self.rows else "retain"
 
     def train_dataloader(self) -> DataLoader:
-        order = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.rows[self.main_role],
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=order,
-            collate_fn=self._collate_train,
+        plan = StepPlan(
+            len(self.rows[self.main_role]),
+            self.batch_size,
+            len(self.rows.get("retain", [])) if self.main_role == "forget" else 0,
+            self.retain_batch_size,
+            num_replicas=self.world_size,
+            rank=self.rank,
+            seed=self.seed,
+            epoch_of=(lambda: self.trainer.current_epoch) if self.trainer is not None else None,
         )
+        # One plan item per loader batch; a real BatchSampler (not batch_size=None) is what DeepSpeed's setup reads.
+        return DataLoader(StepRows(self), sampler=plan, batch_size=1, collate_fn=_only_item)
 
     def val_dataloader(self) -> DataLoader:
         return self.ordered_dataloader(self.main_role)
@@ -99,16 +107,76 @@ class UnlearnDataModule(L.LightningDataModule):
             self.rows[role], batch_size=self.batch_size, collate_fn=lambda rows: {role: self.collator(rows)}
         )
 
-    def sample_retain(self) -> list[dict]:
-        """Retain rows for one step, drawn with this rank's generator."""
-        rows = self.rows["retain"]
-        picks = torch.randint(len(rows), (self.retain_batch_size,), generator=self.retain_generator)
-        return [rows[i] for i in picks.tolist()]
+    def collate_step(self, step: tuple[list[int], list[int]]) -> dict[str, dict[str, torch.Tensor]]:
+        """This rank's share of one global step, each role carrying the step's answer tokens per rank."""
+        main_ids, retain_ids = step
+        roles = {"retain": retain_ids, "forget_alt": main_ids, self.main_role: main_ids}
+        return {role: self._rank_share(role, ids) for role, ids in roles.items() if role in self.rows and ids}
 
-    def _collate_train(self, rows: list[dict]) -> dict[str, dict[str, torch.Tensor]]:
-        batch = {self.main_role: self.collator(rows)}
-        if "forget_alt" in self.rows:
-            batch["forget_alt"] = self.collator([self.rows["forget_alt"][row["index"]] for row in rows])
-        if self.main_role == "forget" and "retain" in self.rows:
-            batch["retain"] = self.collator(self.sample_retain())
+    def _rank_share(self, role: str, global_ids: list[int]) -> dict[str, torch.Tensor]:
+        """Collate this rank's slice; `tokens_per_rank` = global answer tokens / world size normalises token means."""
+        share = len(global_ids) // self.world_size
+        rows = self.rows[role]
+        batch = self.collator([rows[i] for i in global_ids[self.rank * share : (self.rank + 1) * share]])
+        if self.world_size == 1:
+            labels = batch["labels"]
+        else:
+            labels = self.collator([rows[i] for i in global_ids])["labels"]
+        batch["tokens_per_rank"] = (labels[:, 1:] != IGNORE_INDEX).sum() / self.world_size
         return batch
+
+def _only_item(items: list[dict]) -> dict:
+    """The loader batches one already-collated step at a time."""
+    return items[0]
+
+
+class StepRows:
+    """Map-style view that turns a step's row indices into the collated batch."""
+
+    def __init__(self, data: UnlearnDataModule) -> None:
+        self.data = data
+
+    def __getitem__(self, step: tuple[list[int], list[int]]) -> dict[str, dict[str, torch.Tensor]]:
+        return self.data.collate_step(step)
+
+
+class StepPlan(DistributedSampler):
+    """Row indices of every global step, which do not depend on the world size; each rank collates its slice.
+
+    Epoch e walks a permutation seeded by (seed, e), padded by wrapping so every global batch is full; step k's
+    global batch is rows [kG, (k+1)G) with G = batch_size x world size, and rank r takes the r-th slice. Retain rows
+    are drawn with replacement by a generator seeded by (seed, e, k), world_size x retain_batch_size of them, sliced
+    the same way: ranks see different rows, and one process with batch G trains on exactly the same rows. Being a
+    DistributedSampler, Lightning leaves it in place and calls set_epoch; a resumed run replays the same plan.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, retain_size: int, retain_batch_size: int, *, num_replicas: int, rank: int,
+        seed: int, epoch_of: Callable[[], int] | None = None,
+    ) -> None:
+        """
+        Args:
+            epoch_of: the trainer's epoch counter, read when an epoch starts. Lightning's set_epoch argument runs one
+                ahead when a run resumes from an end-of-epoch checkpoint; without a trainer set_epoch is used.
+        """
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.size, self.batch, self.retain_size, self.retain_batch = size, batch_size, retain_size, retain_batch_size
+        self.epoch_of = epoch_of
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / (self.batch * self.num_replicas))
+
+    def __iter__(self):
+        if self.epoch_of is not None:
+            self.epoch = self.epoch_of()
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        global_batch = self.batch * self.num_replicas
+        order = (order * math.ceil(len(self) * global_batch / self.size))[: len(self) * global_batch]
+        for step in range(len(self)):
+            yield order[step * global_batch : (step + 1) * global_batch], self._retain(step)
+
+    def _retain(self, step: int) -> list[int]:
+        if not self.retain_size:
+            return []
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + step)
+        return torch.randint(self.retain_size, (self.retain_batch * self.num_replicas,), generator=generator).tolist()

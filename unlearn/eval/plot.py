@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn.io import move_aside
+from unlearn.io import atomic_write_bytes
 
 COMPLEMENT = "1-"  # an axis "1-forget/mcq_acc" plots one minus that metric, so right means more forgotten
 
@@ -72,7 +70,7 @@ def draw(points: list[RunPoint], x: str, y: str, out: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
-    return _atomic_write_bytes(Path(out), buffer.getvalue())
+    return atomic_write_bytes(Path(out), buffer.getvalue())
 
 
 def _position(values: dict[str, float], x: str, y: str, run_dir: Path) -> tuple[float, float]:
@@ -93,18 +91,3 @@ def _value(values: dict[str, float], axis: str, run_dir: Path) -> float:
 def _axis_title(axis: str, meaning: str) -> str:
     name = axis.removeprefix(COMPLEMENT)
     return f"{meaning}: {'1 − ' if axis.startswith(COMPLEMENT) else ''}{name}"
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        move_aside(path)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -1,16 +1,32 @@
 """Objectives as pure functions of logits, log-likelihoods, hidden states and masks."""
 
-from unlearn.losses.divergence import gradient_ascent_loss, kl_to_reference, npo_loss, simnpo_loss
+from unlearn.losses.distillation import ceu_loss, drop_first_answer_tokens, undial_loss
+from unlearn.losses.divergence import (
+    gradient_ascent_loss,
+    kl_to_reference,
+    logit_margin_flattening_loss,
+    npo_loss,
+    simnpo_loss,
+)
 from unlearn.losses.entropy import entropy_objective, token_entropy
+from unlearn.losses.gate import gate_bce_loss
 from unlearn.losses.nll import LMHeadInputs, mean_token_nll, sequence_nll, shifted_logprobs
 from unlearn.losses.rejection import dpo_loss, idk_ap_retain_loss
 from unlearn.losses.representation import adaptive_steering_coeff, masked_mse, rmu_loss, rr_coefficients, rr_loss
+from unlearn.losses.reweighted import satimp_loss, wga_loss
 
 __all__ = [
     "adaptive_steering_coeff",
+    "ceu_loss",
+    "drop_first_answer_tokens",
+    "logit_margin_flattening_loss",
+    "satimp_loss",
+    "undial_loss",
+    "wga_loss",
     "LMHeadInputs",
     "dpo_loss",
     "entropy_objective",
+    "gate_bce_loss",
     "idk_ap_retain_loss",
     "token_entropy",
     "gradient_ascent_loss",

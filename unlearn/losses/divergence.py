@@ -10,7 +10,9 @@ from unlearn.data.collate import IGNORE_INDEX
 from unlearn.losses.nll import LMHeadInputs, mean_token_nll
 
 
-def gradient_ascent_loss(logits: Tensor | LMHeadInputs, labels: Tensor) -> Tensor:
+def gradient_ascent_loss(
+    logits: Tensor | LMHeadInputs, labels: Tensor, *, num_tokens: Tensor | None = None
+) -> Tensor:
     """Gradient ascent: the simplest forget baseline, unbounded below, so it collapses the model if run long.
 
     Paper: Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in LMs", arXiv:2210.01504.
@@ -20,11 +22,12 @@ def gradient_ascent_loss(logits: Tensor | LMHeadInputs, labels: Tensor) -> Tenso
     Args:
         logits: (B, T, V) policy logits on forget sequences, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the token-mean denominator (see ``mean_token_nll``).
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
     """
-    return -mean_token_nll(logits, labels)
+    return -mean_token_nll(logits, labels, num_tokens=num_tokens)
 
 
 def npo_loss(nll_policy: Tensor, nll_reference: Tensor, *, beta: float = 0.1) -> Tensor:
@@ -100,3 +103,29 @@ def kl_to_reference(policy_logits: Tensor, reference_logits: Tensor, labels: Ten
     logp = torch.log_softmax(reference_logits[:, :-1].detach().to(dtype), dim=-1)  # (B, T-1, V)
     kl = F.kl_div(logq, logp, reduction="none", log_target=True).sum(dim=-1)  # (B, T-1)
     return torch.where(mask, kl, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Logit-margin flattening: drive forget next-token distributions to uniform without a softmax to saturate.
+
+    Paper: Entesari et al. 2025, "Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language
+    Models", arXiv:2506.05314 (the forget objective of PDU).
+
+    ``L = Σ_{b,t} m_{b,t} · (max_v z_{b,t,v} − mean_v z_{b,t,v})² / Σ_{b,t} m_{b,t}``; 0 exactly when every logit of a
+    counted position is equal, i.e. the distribution is uniform (maximal entropy).
+
+    Legend: z logits; m_{b,t} = 1 where ``labels[b, t+1]`` is an answer token (the positions that predict answer
+    tokens, as everywhere in unlearn.losses). The public code (open-unlearning ``PDU``) masks the unshifted positions
+    (those where ``labels[b, t]`` is an answer token), one position later.
+
+    Args:
+        logits: (B, T, V) policy logits on forget sequences.
+        labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+
+    Returns:
+        Scalar tensor; 0.0 when no answer token exists.
+    """
+    mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
+    z = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))  # (B, T-1, V)
+    margin = z.amax(dim=-1) - z.mean(dim=-1)  # (B, T-1)
+    return torch.where(mask, margin.square(), 0.0).sum() / mask.sum().clamp(min=1)

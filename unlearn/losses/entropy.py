@@ -6,10 +6,12 @@ import torch
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
-from unlearn.losses.nll import LMHeadInputs
+from unlearn.losses.nll import LMHeadInputs, token_denominator
 
 
-def token_entropy(logits: Tensor | LMHeadInputs, labels: Tensor, *, temperature: float = 1.0) -> Tensor:
+def token_entropy(
+    logits: Tensor | LMHeadInputs, labels: Tensor, *, temperature: float = 1.0, num_tokens: Tensor | None = None
+) -> Tensor:
     """Mean entropy of the tempered next-token distribution over answer tokens, how spread sampling is.
 
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
@@ -25,6 +27,7 @@ def token_entropy(logits: Tensor | LMHeadInputs, labels: Tensor, *, temperature:
         logits: (B, T, V) next-token logits, or ``LMHeadInputs`` (the fused kernel, no (B, T, V) tensor).
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
         temperature: T > 0.
+        num_tokens: the denominator instead of the batch's answer tokens (see ``mean_token_nll``).
 
     Returns:
         Scalar tensor, in at least float32.
@@ -35,12 +38,12 @@ def token_entropy(logits: Tensor | LMHeadInputs, labels: Tensor, *, temperature:
         _, entropy, mask = logits.answer_token_outputs(
             labels, ignore_index=IGNORE_INDEX, temperature=temperature, with_entropy=True
         )
-        return entropy.sum() / mask.sum().clamp(min=1)
+        return entropy.sum() / token_denominator(mask.sum(dim=-1).to(entropy.dtype), num_tokens)
     mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
     dtype = torch.promote_types(logits.dtype, torch.float32)
     logp = torch.log_softmax(logits[:, :-1].to(dtype) / temperature, dim=-1)  # (B, T-1, V)
     entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T-1)
-    return torch.where(mask, entropy, 0.0).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, entropy, 0.0).sum() / token_denominator(mask.sum(dim=-1).to(entropy.dtype), num_tokens)
 
 
 def entropy_objective(

@@ -88,17 +88,26 @@ def sequence_nll(logits: Tensor | LMHeadInputs, labels: Tensor) -> tuple[Tensor,
     return -logp.sum(dim=-1), mask.sum(dim=-1).to(logp.dtype)
 
 
-def mean_token_nll(logits: Tensor | LMHeadInputs, labels: Tensor) -> Tensor:
+def mean_token_nll(logits: Tensor | LMHeadInputs, labels: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
     """Token-mean answer NLL over the batch, so long answers weigh by their length (standard LM loss).
 
-    ``NLL = Σ_b S_b / Σ_b n_b``; 0.0 (still attached to ``logits``) when no answer token exists.
+    ``NLL = Σ_b S_b / N``, N = ``num_tokens`` or else ``Σ_b n_b``; 0.0 (still attached to ``logits``) when no
+    answer token exists.
 
     Args:
         logits: (B, T, V) next-token logits, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the denominator; pass the global batch's answer tokens per rank (a batch's
+            ``tokens_per_rank``) so that averaging gradients over ranks gives the global token mean.
 
     Returns:
         Scalar tensor.
     """
     nll, count = sequence_nll(logits, labels)
-    return nll.sum() / count.sum().clamp(min=1.0)
+    return nll.sum() / token_denominator(count, num_tokens)
+
+
+def token_denominator(counts: Tensor, num_tokens: Tensor | None) -> Tensor:
+    """What a token mean divides by: the given count, else the batch's own; at least 1, so no answer gives 0."""
+    total = counts.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=counts.device)
+    return total.to(counts.dtype).clamp(min=1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -60,3 +61,99 @@ def rmu_loss(
     forget_term = masked_mse(forget_hidden, control, forget_mask)
     retain_term = masked_mse(retain_hidden, retain_reference.detach(), retain_mask)
     return forget_term + alpha * retain_term, forget_term, retain_term
+
+
+def adaptive_steering_coeff(reference_hidden: Tensor, mask: Tensor, *, scale: float) -> Tensor:
+    """Adaptive RMU: size the steering coefficient to the layer's own activation norm, not a hand-tuned constant.
+
+    Paper: Dang et al. 2025, "On Effects of Steering Latent Representation for LLM Unlearning", arXiv:2408.06223.
+
+    ``c = k · Σ_{b,t} m_{b,t} ‖h_ref,b,t‖₂ / Σ_{b,t} m_{b,t}``; 0.0 when m is all 0. RMU then steers to ``c·u``.
+
+    Legend: h_ref the frozen reference's layer-ℓ hidden states on the forget batch; m the tokens that count;
+    k the scale (the paper's β).
+
+    Args:
+        reference_hidden: (B, T, D) h_ref(f).
+        mask: (B, T) bool or 0/1; tokens that count.
+        scale: k.
+
+    Returns:
+        Scalar tensor.
+    """
+    dtype = torch.promote_types(reference_hidden.dtype, torch.float32)
+    norms = torch.linalg.vector_norm(reference_hidden.to(dtype), dim=-1)  # (B, T)
+    return scale * _masked_mean(norms, mask)
+
+
+def rr_loss(
+    forget_hidden: Tensor,
+    forget_reference: Tensor,
+    forget_mask: Tensor,
+    retain_hidden: Tensor,
+    retain_reference: Tensor,
+    retain_mask: Tensor,
+    *,
+    forget_coeff: float,
+    retain_coeff: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """RR (circuit breakers): make forget activations orthogonal to the original ones, keep retain activations.
+
+    Paper: Zou et al. 2024, "Improving Alignment and Robustness with Circuit Breakers", arXiv:2406.04313.
+
+    ``L = c_f · mean_{l,b,t: m_f} ReLU(cos(h_π(f), h_ref(f))) + c_r · mean_{l,b,t: m_r} ‖h_π(r) − h_ref(r)‖₂``;
+    each mean is 0.0 when its mask is all 0.
+
+    Legend: h_π, h_ref hidden states of policy and frozen reference at the hooked layers l; f forget, r retain
+    tokens; m_f, m_r the tokens that count; c_f, c_r the coefficients (see ``rr_coefficients``).
+
+    Args:
+        forget_hidden: (L, B, T, D) h_π(f), one slice per hooked layer.
+        forget_reference: (L, B, T, D) h_ref(f); a constant (detached).
+        forget_mask: (B, T) forget tokens that count.
+        retain_hidden: (L, B', T', D) h_π(r).
+        retain_reference: (L, B', T', D) h_ref(r); a constant (detached).
+        retain_mask: (B', T') retain tokens that count.
+        forget_coeff: c_f.
+        retain_coeff: c_r.
+
+    Returns:
+        (total, forget_term, retain_term), scalar tensors; the terms are unweighted.
+    """
+    dtype = torch.promote_types(forget_hidden.dtype, torch.float32)
+    cosine = F.cosine_similarity(forget_hidden.to(dtype), forget_reference.detach().to(dtype), dim=-1)  # (L, B, T)
+    forget_term = _masked_mean(F.relu(cosine), forget_mask)
+    distance = torch.linalg.vector_norm(retain_hidden.to(dtype) - retain_reference.detach().to(dtype), dim=-1)
+    retain_term = _masked_mean(distance, retain_mask)  # distance: (L, B', T')
+    return forget_coeff * forget_term + retain_coeff * retain_term, forget_term, retain_term
+
+
+def rr_coefficients(step: int, total_steps: int, *, forget_coeff: float, retain_coeff: float) -> tuple[float, float]:
+    """RR's schedule: reroute hard first, then shift the weight to keeping retain activations in place.
+
+    Paper: Zou et al. 2024, arXiv:2406.04313, Algorithm 1.
+
+    ``c_f = α_f · (1 − t/(2T))``, ``c_r = α_r · t/(2T)``: at the end c_f = α_f/2 and c_r = α_r/2.
+
+    Legend: t the optimiser step (0-based), T the number of steps; α_f, α_r the base coefficients (the paper
+    uses one α for both).
+
+    Args:
+        step: t.
+        total_steps: T, at least 1.
+        forget_coeff: α_f.
+        retain_coeff: α_r.
+
+    Returns:
+        (c_f, c_r).
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps} must be at least 1 for RR's coefficient schedule")
+    progress = step / (2 * total_steps)
+    return forget_coeff * (1 - progress), retain_coeff * progress
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of (..., B, T) values over the tokens a (B, T) mask selects, every leading slice alike; 0.0 if none."""
+    mask = mask.bool().expand_as(values)
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)

@@ -1,15 +1,43 @@
 """One LightningModule per method family; choose one in YAML with `model.class_path`."""
 
 from unlearn.methods.base import UnlearnModule
-from unlearn.methods.divergence import NPO, GradDiff, GradientAscent, ReferenceScored, RetainRegularised, SimNPO
+from unlearn.methods.divergence import (
+    CEU,
+    NPO,
+    UNDIAL,
+    WGA,
+    GradDiff,
+    GradientAscent,
+    ReferenceScored,
+    RetainRegularised,
+    SatImp,
+    SimNPO,
+)
+from unlearn.methods.entropy import EntropyRegularised, GradDiffEntropy, NPOEntropy
 from unlearn.methods.finetune import FineTune
-from unlearn.methods.rejection import DPO, IDKFineTune
-from unlearn.methods.representation import RMU
+from unlearn.methods.pdu import PDU
+from unlearn.methods.rejection import DPO, IDKAP, AltPO, IDKFineTune
+from unlearn.methods.representation import RMU, RMULAT, RR, AdaptiveRMU
+from unlearn.methods.sam import NPOSAM
 
 __all__ = [
+    "CEU",
+    "NPOSAM",
+    "PDU",
+    "UNDIAL",
+    "WGA",
+    "EntropyRegularised",
+    "GradDiffEntropy",
+    "NPOEntropy",
+    "SatImp",
     "DPO",
+    "IDKAP",
     "NPO",
     "RMU",
+    "RMULAT",
+    "RR",
+    "AdaptiveRMU",
+    "AltPO",
     "FineTune",
     "GradDiff",
     "GradientAscent",

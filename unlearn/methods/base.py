@@ -13,7 +13,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from unlearn.io import atomic_save_dir
 from unlearn.losses import LMHeadInputs, mean_token_nll
+from unlearn.methods.adapter import Adapter
 from unlearn.models import load_model, load_tokenizer
+from unlearn.strategies import gathered_parameters, zero3_model_loading
 
 
 class UnlearnModule(L.LightningModule, ABC):
@@ -24,6 +26,7 @@ class UnlearnModule(L.LightningModule, ABC):
         model: str = "tiny-target",
         dtype: str = "float32",
         trainable: str | None = None,
+        adapter: Adapter | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         save_dir: str | None = None,
@@ -35,6 +38,9 @@ class UnlearnModule(L.LightningModule, ABC):
             model: hub id, local path, or built-in name (tiny-target, tiny-retain, tiny-scratch) of the policy.
             dtype: float32, bfloat16 or float16 weights.
             trainable: regex on parameter names selecting what to train; None trains every parameter.
+            adapter: train only added weights on the frozen base instead (unlearn.methods.lora.LoRA,
+                unlearn.methods.grun.GRUN); `trainable` is then ignored, the reference is the base with the
+                adapter off, and fit saves the adapter (plus a merged model where the adapter can and is asked to).
             optimizer: optimiser class and its arguments (class_path / init_args in YAML).
             lr_scheduler: optional scheduler, stepped every optimiser step.
             save_dir: where fit saves the result in Hugging Face format; default <default_root_dir>/model.
@@ -47,6 +53,7 @@ class UnlearnModule(L.LightningModule, ABC):
         self.model_name = model
         self.dtype_name = dtype
         self.trainable = trainable
+        self.adapter = adapter
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.save_dir = save_dir
@@ -60,9 +67,12 @@ class UnlearnModule(L.LightningModule, ABC):
         if self.model is not None:
             return
         self.tokenizer = load_tokenizer(self.model_name)
+        self.hf_deepspeed_config = zero3_model_loading(self._trainer and self._trainer.strategy)
         self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
         if self.fused_logprob:
             check_fusable_head(self.model, self.model_name)
+        if self.adapter is not None:
+            self.adapter.attach(self.model, self.model_name, self.tokenizer)
         self.prepare()
         self.select_trainable()
 
@@ -77,8 +87,8 @@ class UnlearnModule(L.LightningModule, ABC):
         return self
 
     def select_trainable(self) -> None:
-        """Freeze every parameter whose name does not match `trainable`."""
-        if self.trainable is None:
+        """Freeze every parameter whose name does not match `trainable`; an adapter has chosen already."""
+        if self.trainable is None or self.adapter is not None:
             return
         pattern = re.compile(self.trainable)
         matched = 0
@@ -107,13 +117,18 @@ class UnlearnModule(L.LightningModule, ABC):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.objective(batch)
+        if self.adapter is not None:
+            terms = self.adapter.extend_objective(self, batch, terms)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{type(self).__name__}: the loss became {loss.item()} at step {self.global_step}; "
                 "lower the learning rate or check the data. Nothing was saved."
             )
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1)
+        # Averaged over ranks: with token means normalised by the global count, the global batch's loss.
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1, sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -142,16 +157,20 @@ class UnlearnModule(L.LightningModule, ABC):
             del state[key]
 
     def on_fit_end(self) -> None:
-        """Save the unlearned policy and its tokenizer in Hugging Face format, atomically."""
+        """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically."""
         target = Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
-        if self.trainer.is_global_zero:
+        with gathered_parameters(self.model, self.trainer.strategy):
+            if self.trainer.is_global_zero:
 
-            def write(folder: Path) -> None:
-                self.model.save_pretrained(folder)
-                self.tokenizer.save_pretrained(folder)
+                def write(folder: Path) -> None:
+                    if self.adapter is not None:
+                        self.adapter.save(self.model, folder)
+                    else:
+                        self.model.save_pretrained(folder)
+                    self.tokenizer.save_pretrained(folder)
 
-            atomic_save_dir(target, write)
-            print(f"saved the unlearned model to {target}")
+                atomic_save_dir(target, write)
+                print(f"saved the unlearned model to {target}")
         self.trainer.strategy.barrier()
 
 

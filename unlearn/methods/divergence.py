@@ -6,7 +6,19 @@ from typing import Literal
 
 import torch
 
-from unlearn.losses import gradient_ascent_loss, kl_to_reference, mean_token_nll, npo_loss, sequence_nll, simnpo_loss
+from unlearn.losses import (
+    ceu_loss,
+    drop_first_answer_tokens,
+    gradient_ascent_loss,
+    kl_to_reference,
+    mean_token_nll,
+    npo_loss,
+    satimp_loss,
+    sequence_nll,
+    simnpo_loss,
+    undial_loss,
+    wga_loss,
+)
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.reference import cache_sequence_nll, frozen_copy
 
@@ -16,7 +28,7 @@ class GradientAscent(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"])}
+        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))}
 
 
 class RetainRegularised(UnlearnModule):
@@ -49,7 +61,7 @@ class RetainRegularised(UnlearnModule):
         """α-free retain loss on this step's retain rows."""
         retain = batch["retain"]
         if self.retain_loss == "nll":
-            return mean_token_nll(self.lm_outputs(retain), retain["labels"])
+            return mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=tokens(retain))
         logits = self(retain)
         with torch.no_grad():
             reference_logits = self.reference(
@@ -79,7 +91,8 @@ class GradDiff(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return self.with_retain(self.gamma * gradient_ascent_loss(self.lm_outputs(forget), forget["labels"]), batch)
+        ascent = gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))
+        return self.with_retain(self.gamma * ascent, batch)
 
 
 class ReferenceScored(RetainRegularised):
@@ -109,9 +122,19 @@ class ReferenceScored(RetainRegularised):
         if missing:
             raise ValueError(f"{type(self).__name__} needs data.{missing[0]}; add that source to the data section")
         if self.reference_strategy == "cached":
+            restored = getattr(self, "restored_caches", {})
             for role in self.reference_roles:
-                cache = cache_sequence_nll(self.model, data.ordered_dataloader(role), role, len(data.rows[role]))
-                self.register_buffer(f"reference_cache_{role}", cache, persistent=False)
+                name = f"reference_cache_{role}"
+                cache = restored.get(name)
+                if cache is None:
+                    cache = cache_sequence_nll(self.model, data.ordered_dataloader(role), role, len(data.rows[role]))
+                # Persistent: a resumed run must score against the initial model, not the one it restores.
+                self.register_buffer(name, cache.to(self.device))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the cached reference scores of a checkpoint: by on_fit_start the policy is no longer the reference."""
+        state = checkpoint.get("state_dict", {})
+        self.restored_caches = {k: v for k, v in state.items() if k.startswith("reference_cache_")}
 
     def reference_nll(self, inputs: dict, role: str = "forget") -> torch.Tensor:
         """Summed answer NLL of a batch's rows under the reference (B,)."""
@@ -126,9 +149,13 @@ class NPO(ReferenceScored):
     """NPO: a bounded, reference-relative ascent that slows down once the forget answers are unlikely."""
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.with_retain(self.forget_loss(batch), batch)
+
+    def forget_loss(self, batch: dict) -> torch.Tensor:
+        """NPO's forget term on this step's forget rows."""
         forget = batch["forget"]
         policy_nll, _ = sequence_nll(self.lm_outputs(forget), forget["labels"])
-        return self.with_retain(npo_loss(policy_nll, self.reference_nll(forget), beta=self.beta), batch)
+        return npo_loss(policy_nll, self.reference_nll(forget), beta=self.beta)
 
 
 class SimNPO(RetainRegularised):
@@ -149,3 +176,88 @@ class SimNPO(RetainRegularised):
         forget = batch["forget"]
         policy_nll, lengths = sequence_nll(self.lm_outputs(forget), forget["labels"])
         return self.with_retain(simnpo_loss(policy_nll, lengths, beta=self.beta, gamma=self.gamma), batch)
+
+
+class WGA(RetainRegularised):
+    """WGA: gradient ascent with each answer token weighted by its detached probability^α, so ascent self-limits."""
+
+    def __init__(self, *, beta: float = 1.0, **kwargs) -> None:
+        """
+        Args:
+            beta: power of the token weight p^β, the paper's α (0 is GA); `alpha` stays the retain weight.
+            **kwargs: see RetainRegularised.
+        """
+        super().__init__(**kwargs)
+        self.beta = beta
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        forget = batch["forget"]
+        return self.with_retain(wga_loss(self.lm_outputs(forget), forget["labels"], alpha=self.beta), batch)
+
+
+class SatImp(RetainRegularised):
+    """SatImp: gradient ascent with token weights p^β₁·(1−p)^β₂, saturation times importance."""
+
+    def __init__(self, *, beta1: float = 5.0, beta2: float = 1.0, **kwargs) -> None:
+        """
+        Args:
+            beta1: saturation power β₁.
+            beta2: importance power β₂.
+            **kwargs: see RetainRegularised.
+        """
+        super().__init__(**kwargs)
+        self.beta1 = beta1
+        self.beta2 = beta2
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        forget = batch["forget"]
+        loss = satimp_loss(self.lm_outputs(forget), forget["labels"], beta1=self.beta1, beta2=self.beta2)
+        return self.with_retain(loss, batch)
+
+
+class CEU(RetainRegularised):
+    """CE-U: cross entropy to the policy's own detached distribution with the answer token's logit at −∞."""
+
+    def __init__(self, *, ignore_first_answer_tokens: int = 1, **kwargs) -> None:
+        """
+        Args:
+            ignore_first_answer_tokens: answer tokens per row left out of the loss (the paper's footnote and its
+                public code skip the first one); 0 counts every answer token.
+            **kwargs: see RetainRegularised.
+        """
+        super().__init__(**kwargs)
+        if ignore_first_answer_tokens < 0:
+            raise ValueError(f"ignore_first_answer_tokens must be >= 0, got {ignore_first_answer_tokens}")
+        self.ignore_first_answer_tokens = ignore_first_answer_tokens
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        forget = batch["forget"]
+        labels = drop_first_answer_tokens(forget["labels"], self.ignore_first_answer_tokens)
+        return self.with_retain(ceu_loss(self(forget), labels), batch)
+
+
+class UNDIAL(RetainRegularised):
+    """UNDIAL: self-distillation to the frozen initial model's logits with the answer token's logit lowered by β."""
+
+    def __init__(self, *, beta: float = 10.0, **kwargs) -> None:
+        """
+        Args:
+            beta: how far the answer token's reference logit is lowered (the paper uses 3-30).
+            **kwargs: see RetainRegularised; the paper trains without a retain term (alpha=0).
+        """
+        super().__init__(**kwargs)
+        self.beta = beta
+
+    def needs_frozen_reference(self) -> bool:
+        return True  # full reference logits on every forget batch: too large to cache
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        forget = batch["forget"]
+        with torch.no_grad():
+            reference = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
+        return self.with_retain(undial_loss(self(forget), reference, forget["labels"], beta=self.beta), batch)
+
+
+def tokens(inputs: dict) -> torch.Tensor | None:
+    """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
+    return inputs.get("tokens_per_rank")

@@ -6,6 +6,7 @@ import torch
 
 from unlearn.losses import mean_token_nll
 from unlearn.methods.base import UnlearnModule
+from unlearn.methods.divergence import tokens
 
 
 class FineTune(UnlearnModule):
@@ -13,4 +14,5 @@ class FineTune(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         retain = batch["retain"]
-        return {"loss": mean_token_nll(self.lm_outputs(retain), retain["labels"])}
+        loss = mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=tokens(retain))
+        return {"loss": loss}

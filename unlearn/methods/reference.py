@@ -1,20 +1,59 @@
-"""The reference model behind one helper: log-probs cached before training, or a frozen copy."""
+"""The reference model behind one helper: log-probs cached before training, a frozen copy, or adapters off."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from unlearn.losses import sequence_nll
-from unlearn.models import decoder_layers
+from unlearn.methods.adapter import adapter_layers, adapters_disabled
+from unlearn.models import decoder_layers, load_model
 
 REFERENCE_STRATEGIES = ("cached", "frozen")
 
 
+class AdaptersOff(torch.nn.Module):
+    """The policy run with its adapters switched off and in eval mode: a LoRA or GRUN reference at no extra memory.
+
+    The policy is held outside the module tree, so it is not registered twice (parameters, checkpoints, `eval()`);
+    attributes the wrapper lacks (`model.layers`, `config`, ...) are the policy's, so layer hooks work unchanged.
+    """
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self._policy = [policy]
+
+    def forward(self, *args, **kwargs):
+        policy = self._policy[0]
+        with adapters_disabled(policy), evaluating(policy):
+            return policy(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._policy[0], name)
+
+
 def frozen_copy(model: torch.nn.Module, keep_layers: int | None = None) -> torch.nn.Module:
-    """A gradient-free copy of the policy; `keep_layers` drops the blocks a hooked layer never needs."""
-    reference = copy.deepcopy(model)
+    """A gradient-free copy of the policy; `keep_layers` drops the blocks a hooked layer never needs.
+
+    Under ZeRO-3 (partitioned parameters) the copy is loaded again from the policy's checkpoint, so it is
+    partitioned too; it must then be built before training changes the policy (in `prepare`, as methods do).
+
+    A policy with adapters (LoRA, GRUN) is not copied: its reference is itself with the adapters off
+    (`keep_layers` is then moot, as layer hooks stop the forward at the hooked layer anyway).
+    """
+    if adapter_layers(model):
+        return AdaptersOff(model)
+    if any(hasattr(param, "ds_id") for param in model.parameters()):
+        # ZeRO-3 partitions cannot be deep-copied: load the weights again, partitioned like the policy.
+        reference = load_model(model.name_or_path, str(model.dtype).removeprefix("torch."))
+    else:
+        reference = copy.deepcopy(model)
     if keep_layers is not None:
         del decoder_layers(reference)[keep_layers:]
     reference.requires_grad_(False)
@@ -23,17 +62,30 @@ def frozen_copy(model: torch.nn.Module, keep_layers: int | None = None) -> torch
 
 @torch.no_grad()
 def cache_sequence_nll(model: torch.nn.Module, dataloader, role: str, size: int) -> torch.Tensor:
-    """Summed answer NLL of every row, by row index: NPO's and DPO's reference with no second model."""
-    was_training = model.training
-    model.eval()
+    """Summed answer NLL of every row, by row index: NPO's and DPO's reference with no second model.
+
+    Adapters are off while caching, so the cache is the base model's whatever the adapters' initial state.
+    """
     device = next(model.parameters()).device
     cache = torch.full((size,), float("nan"), device=device)
-    for batch in dataloader:
-        inputs = {k: v.to(device) for k, v in batch[role].items()}
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-        nll, _ = sequence_nll(logits, inputs["labels"])
-        cache[inputs["index"]] = nll.float()
-    model.train(was_training)
+    with adapters_disabled(model), evaluating(model):
+        for batch in dataloader:
+            inputs = {k: v.to(device) for k, v in batch[role].items()}
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            nll, _ = sequence_nll(logits, inputs["labels"])
+            cache[inputs["index"]] = nll.float()
     if torch.isnan(cache).any():
         raise RuntimeError(f"the reference cache missed {int(torch.isnan(cache).sum())} of {size} {role} rows")
     return cache
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) within the block, then each module's own training flag back."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training

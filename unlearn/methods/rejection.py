@@ -7,7 +7,7 @@ import torch
 from unlearn.eval.metrics import normalize_answer
 from unlearn.eval.scoring import generate_answers
 from unlearn.losses import dpo_loss, idk_ap_retain_loss, mean_token_nll, sequence_nll
-from unlearn.methods.divergence import ReferenceScored, RetainRegularised
+from unlearn.methods.divergence import ReferenceScored, RetainRegularised, tokens
 
 
 class IDKFineTune(RetainRegularised):
@@ -18,7 +18,8 @@ class IDKFineTune(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return self.with_retain(mean_token_nll(self(forget), forget["labels"]), batch)
+        refusal_nll = mean_token_nll(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))
+        return self.with_retain(refusal_nll, batch)
 
 
 class IDKAP(IDKFineTune):
@@ -64,8 +65,8 @@ class IDKAP(IDKFineTune):
         terms = super().objective(batch)
         retain = batch["retain"]
         refusal = self.refusal_batch(retain)
-        nll_idk, _ = sequence_nll(self(refusal), refusal["labels"])
-        nll_true, _ = sequence_nll(self(retain), retain["labels"])
+        nll_idk, _ = sequence_nll(self.lm_outputs(refusal), refusal["labels"])
+        nll_true, _ = sequence_nll(self.lm_outputs(retain), retain["labels"])
         preservation = idk_ap_retain_loss(nll_idk, nll_true, beta=self.beta)
         return {**terms, "loss": terms["loss"] + self.gamma * preservation, "ap": preservation}
 
@@ -80,8 +81,8 @@ class DPO(ReferenceScored):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         rejected, chosen = batch["forget"], batch["forget_alt"]
-        nll_chosen, _ = sequence_nll(self(chosen), chosen["labels"])
-        nll_rejected, _ = sequence_nll(self(rejected), rejected["labels"])
+        nll_chosen, _ = sequence_nll(self.lm_outputs(chosen), chosen["labels"])
+        nll_rejected, _ = sequence_nll(self.lm_outputs(rejected), rejected["labels"])
         loss = dpo_loss(
             nll_chosen,
             nll_rejected,

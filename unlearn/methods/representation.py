@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import torch
 
-from unlearn.losses import rmu_loss
+from unlearn.losses import adaptive_steering_coeff, mean_token_nll, rmu_loss, rr_coefficients, rr_loss
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.reference import frozen_copy
 from unlearn.models import decoder_layers
 
 
 class _StopForward(Exception):
-    """Raised by a hook once the hooked layer has run: later layers are never needed."""
-
-
-def layer_output(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
-    """Hidden states (B, T, D) leaving decoder layer `layer`; the forward stops there."""
-    captured: list[torch.Tensor] = []
-
-    def hook(module, args, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise _StopForward
-
-    handle = decoder_layers(model)[layer].register_forward_hook(hook)
-    try:
-        model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    return captured[0]
+    """Raised by a hook once the last hooked layer has run: later layers are never needed."""
 
 
 class RMU(UnlearnModule):
@@ -57,9 +42,7 @@ class RMU(UnlearnModule):
             **kwargs: see UnlearnModule (an explicit `trainable` regex overrides the two above).
         """
         self.trainable_layers = trainable_layers or [i for i in range(layer - 2, layer + 1) if i >= 0]
-        names = "|".join(str(i) for i in self.trainable_layers)
-        if kwargs.get("trainable") is None:
-            kwargs["trainable"] = rf"layers\.({names})\.{trainable_param}\."
+        kwargs["trainable"] = kwargs.get("trainable") or layer_regex(self.trainable_layers, trainable_param)
         super().__init__(**kwargs)
         self.layer = layer
         self.steering_coeff = steering_coeff
@@ -67,29 +50,277 @@ class RMU(UnlearnModule):
         self.control_seed = control_seed
 
     def prepare(self) -> None:
-        count = len(decoder_layers(self.model))
-        bad = [i for i in [self.layer, *self.trainable_layers] if not 0 <= i < count]
-        if bad:
-            raise ValueError(
-                f"RMU layer index {bad} is out of range: {self.model_name} has {count} decoder layers (0..{count - 1})"
-            )
+        check_layers(self.model, self.model_name, type(self).__name__, [self.layer, *self.trainable_layers])
         hidden_size = self.model.get_input_embeddings().embedding_dim
         generator = torch.Generator().manual_seed(self.control_seed)
         direction = torch.rand(hidden_size, generator=generator)
-        self.register_buffer("control", self.steering_coeff * direction / direction.norm(), persistent=False)
+        self.register_buffer("direction", direction / direction.norm(), persistent=False)
         self.reference = frozen_copy(self.model, keep_layers=self.layer + 1)
+
+    def control_vector(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
+        """c·u (D,), the target of the forget activations."""
+        return self.steering_coeff * self.direction.to(self.dtype)
+
+    def forget_hidden(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
+        """h_π(f) (B, T, D) at the steered layer."""
+        return layer_output(self.model, forget, self.layer)
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget, retain = batch["forget"], batch["retain"]
         with torch.no_grad():
             retain_reference = layer_output(self.reference, retain, self.layer)
+        control = self.control_vector(forget)
         total, forget_term, retain_term = rmu_loss(
-            layer_output(self.model, forget, self.layer),
+            self.forget_hidden(forget),
             forget["attention_mask"],
-            self.control.to(self.dtype),
+            control,
             layer_output(self.model, retain, self.layer),
             retain_reference,
             retain["attention_mask"],
             alpha=self.alpha,
         )
-        return {"loss": total, "forget": forget_term, "retain": retain_term}
+        return {"loss": total, "forget": forget_term, "retain": retain_term, "coeff": control.norm()}
+
+
+class AdaptiveRMU(RMU):
+    """Adaptive RMU (Dang et al. 2025): c = k·mean‖h_ref(f)‖ per batch, so one k fits every layer and model.
+
+    `steering_coeff` is unused: the coefficient comes from the frozen reference's forget activations.
+    """
+
+    def __init__(self, *, scale: float = 5.0, **kwargs) -> None:
+        """
+        Args:
+            scale: k, the multiple of the reference's mean per-token activation norm (the paper's β).
+            **kwargs: see RMU.
+        """
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def control_vector(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            reference = layer_output(self.reference, forget, self.layer)
+            coeff = adaptive_steering_coeff(reference, forget["attention_mask"], scale=self.scale)
+        return coeff.to(self.dtype) * self.direction.to(self.dtype)
+
+
+class RMULAT(RMU):
+    """RMU+LAT (Sheshadri et al. 2024): RMU's forget term under a latent adversary that tries to restore the answers.
+
+    Before each step, a few PGD steps find δ (added to the output of decoder layer `adv_layer` on every non-padding
+    forget token, ‖δ‖₂ ≤ ε per token) that minimises the token-mean NLL of the forget batch's labelled tokens: the
+    answers of QA rows and the whole text of passage rows (with the default mixture, both). Only δ receives the
+    gradient of these steps. The RMU forget activations are then taken with δ applied; the retain term is not.
+    """
+
+    def __init__(
+        self,
+        *,
+        adv_layer: int = 1,
+        epsilon: float = 4.0,
+        pgd_steps: int = 4,
+        pgd_step_size: float | None = None,
+        **kwargs,
+    ) -> None:
+        """
+        Args:
+            adv_layer: decoder layer whose output the adversary perturbs; must come before `layer`.
+            epsilon: ε, the largest L2 norm of δ at one token.
+            pgd_steps: PGD steps per training step.
+            pgd_step_size: L2 length of each PGD step per token; default 2.5·ε/pgd_steps.
+            **kwargs: see RMU.
+        """
+        super().__init__(**kwargs)
+        if not 0 <= adv_layer < self.layer:
+            raise ValueError(
+                f"adv_layer={adv_layer} must be in 0..{self.layer - 1}: the adversary perturbs a layer before the "
+                f"steered layer={self.layer}; lower adv_layer or raise layer"
+            )
+        if epsilon <= 0 or pgd_steps < 1:
+            raise ValueError(f"need epsilon > 0 and pgd_steps >= 1; got epsilon={epsilon}, pgd_steps={pgd_steps}")
+        self.adv_layer = adv_layer
+        self.epsilon = epsilon
+        self.pgd_steps = pgd_steps
+        self.pgd_step_size = pgd_step_size or 2.5 * epsilon / pgd_steps
+
+    def attack(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
+        """δ (B, T, D): PGD on the forget NLL within the per-token ε-ball, zero on padding."""
+        return latent_pgd(
+            self.model,
+            forget,
+            self.adv_layer,
+            epsilon=self.epsilon,
+            steps=self.pgd_steps,
+            step_size=self.pgd_step_size,
+        )
+
+    def forget_hidden(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
+        delta = self.attack(forget)
+        with added_to_output(self.model, self.adv_layer, delta):
+            return layer_output(self.model, forget, self.layer)
+
+
+class RR(UnlearnModule):
+    """RR / circuit breakers (Zou et al. 2024): reroute forget activations orthogonal to the original ones.
+
+    Forget and retain terms read the same hooked layers; the frozen reference stops after the last of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: list[int] | None = None,
+        forget_coeff: float = 1.0,
+        retain_coeff: float = 1.0,
+        schedule: bool = True,
+        trainable_layers: list[int] | None = None,
+        trainable_param: str = "(self_attn|mlp)",
+        **kwargs,
+    ) -> None:
+        """
+        Args:
+            layers: decoder layers whose outputs are rerouted (forget) and held (retain); default [1, 2].
+            forget_coeff: α_f, the forget (rerouting) coefficient.
+            retain_coeff: α_r, the retain coefficient.
+            schedule: the paper's schedule, c_f = α_f·(1 − t/2T) and c_r = α_r·t/2T; off keeps c_f = α_f, c_r = α_r.
+            trainable_layers: layers whose `trainable_param` is updated; default 0..max(layers).
+            trainable_param: which weights inside each trainable layer are updated (a regex).
+            **kwargs: see UnlearnModule (an explicit `trainable` regex overrides the two above).
+        """
+        self.layers = sorted(set(layers or [1, 2]))
+        self.trainable_layers = trainable_layers or list(range(max(self.layers) + 1))
+        kwargs["trainable"] = kwargs.get("trainable") or layer_regex(self.trainable_layers, trainable_param)
+        super().__init__(**kwargs)
+        self.forget_coeff = forget_coeff
+        self.retain_coeff = retain_coeff
+        self.schedule = schedule
+
+    def prepare(self) -> None:
+        check_layers(self.model, self.model_name, type(self).__name__, [*self.layers, *self.trainable_layers])
+        self.reference = frozen_copy(self.model, keep_layers=max(self.layers) + 1)
+
+    def coefficients(self) -> tuple[float, float]:
+        """(c_f, c_r) at this optimiser step."""
+        if not self.schedule:
+            return self.forget_coeff, self.retain_coeff
+        return rr_coefficients(
+            self.global_step,
+            int(self.trainer.estimated_stepping_batches),
+            forget_coeff=self.forget_coeff,
+            retain_coeff=self.retain_coeff,
+        )
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        forget, retain = batch["forget"], batch["retain"]
+        with torch.no_grad():
+            forget_reference = torch.stack(layer_outputs(self.reference, forget, self.layers))  # (L, B, T, D)
+            retain_reference = torch.stack(layer_outputs(self.reference, retain, self.layers))
+        forget_coeff, retain_coeff = self.coefficients()
+        total, forget_term, retain_term = rr_loss(
+            torch.stack(layer_outputs(self.model, forget, self.layers)),
+            forget_reference,
+            forget["attention_mask"],
+            torch.stack(layer_outputs(self.model, retain, self.layers)),
+            retain_reference,
+            retain["attention_mask"],
+            forget_coeff=forget_coeff,
+            retain_coeff=retain_coeff,
+        )
+        coeffs = torch.tensor([forget_coeff, retain_coeff])
+        return {
+            "loss": total,
+            "forget": forget_term,
+            "retain": retain_term,
+            "forget_coeff": coeffs[0],
+            "retain_coeff": coeffs[1],
+        }
+
+
+def layer_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layers: Sequence[int]) -> list[torch.Tensor]:
+    """Hidden states (B, T, D) leaving each decoder layer in `layers`, in order; the forward stops after the last."""
+    blocks = decoder_layers(model)
+    captured: dict[int, torch.Tensor] = {}
+    last = max(layers)
+
+    def capture(index: int):
+        def hook(module, args, output):
+            captured[index] = output[0] if isinstance(output, tuple) else output
+            if index == last:
+                raise _StopForward
+
+        return hook
+
+    handles = [blocks[i].register_forward_hook(capture(i)) for i in set(layers)]
+    try:
+        model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [captured[i] for i in layers]
+
+
+def layer_output(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+    """Hidden states (B, T, D) leaving decoder layer `layer`; the forward stops there."""
+    return layer_outputs(model, inputs, [layer])[0]
+
+
+@contextmanager
+def added_to_output(model: torch.nn.Module, layer: int, delta: torch.Tensor) -> Iterator[None]:
+    """Within the block, decoder layer `layer` outputs h + δ: how a latent adversary perturbs the residual stream."""
+
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return (output[0] + delta, *output[1:])
+        return output + delta
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def latent_pgd(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    layer: int,
+    *,
+    epsilon: float,
+    steps: int,
+    step_size: float,
+) -> torch.Tensor:
+    """A latent adversary (B, T, D) at `layer`'s output that lowers the NLL of `inputs`' labels, ‖δ_bt‖₂ ≤ ε.
+
+    L2 PGD from δ = 0: each step moves every token's δ by `step_size` along its normalised descent direction,
+    then projects it back into the ε-ball. Only δ gets gradients; the model's `.grad` is never touched.
+    """
+    batch, length = inputs["input_ids"].shape
+    weight = model.get_input_embeddings().weight
+    mask = inputs["attention_mask"].unsqueeze(-1).to(weight.dtype)  # (B, T, 1)
+    delta = torch.zeros(batch, length, weight.shape[1], dtype=weight.dtype, device=weight.device)  # (B, T, D)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with torch.enable_grad(), added_to_output(model, layer, delta * mask):
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            (grad,) = torch.autograd.grad(mean_token_nll(logits, inputs["labels"]), delta)
+        step = grad / torch.linalg.vector_norm(grad, dim=-1, keepdim=True).clamp(min=1e-12)
+        delta = delta.detach() - step_size * step
+        delta = delta * (epsilon / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1)
+    return delta * mask
+
+
+def layer_regex(layers: Sequence[int], param: str) -> str:
+    """The `trainable` regex selecting `param` inside the given decoder layers."""
+    return rf"layers\.({'|'.join(str(i) for i in layers)})\.{param}\."
+
+
+def check_layers(model: torch.nn.Module, model_name: str, method: str, layers: Sequence[int]) -> None:
+    """Fail on a layer index the model does not have, naming its range."""
+    count = len(decoder_layers(model))
+    bad = [i for i in layers if not 0 <= i < count]
+    if bad:
+        raise ValueError(
+            f"{method} layer index {bad} is out of range: {model_name} has {count} decoder layers (0..{count - 1})"
+        )

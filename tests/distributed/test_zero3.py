@@ -1,0 +1,83 @@
+"""DeepSpeed ZeRO-3 on two CPU processes: the losses, export and resume of one process at the same global batch."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+CONFIG = """
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  max_steps: 10
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {{save_dir: {root}/logs, name: run}}
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{dirpath: {root}/checkpoints, save_on_train_epoch_end: true, save_top_k: -1}}
+model:
+  class_path: unlearn.methods.NPO
+  init_args:
+    model: tiny-target
+    reference: cached
+    optimizer: {{class_path: torch.optim.AdamW, init_args: {{lr: 1.0e-3}}}}
+data:
+  forget: {{class_path: unlearn.data.sources.SyntheticQA, init_args: {{split: forget05}}}}
+  retain: {{class_path: unlearn.data.sources.SyntheticQA, init_args: {{split: retain}}}}
+"""
+
+
+def fit(root: Path, *args: str) -> list[float]:
+    """Run `python -m unlearn fit` in a fresh process (Lightning launches the other rank) and read its losses."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(CONFIG.format(root=root))
+    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(root / "config.yaml"),
+               "--trainer.default_root_dir", str(root), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = sorted((root / "logs" / "run").glob("version_*/metrics.csv"))[-1]
+    return [float(row["train/loss"]) for row in csv.DictReader(logs.open()) if row.get("train/loss")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process with global batch 8; two ZeRO-3 ranks with 4 each; the latter resumed after its first epoch."""
+    base = tmp_path_factory.mktemp("zero3")
+    zero3 = ["--trainer.devices", "2", "--trainer.strategy", "deepspeed_stage_3_cpu", "--data.batch_size", "4"]
+    single = fit(base / "single", "--data.batch_size", "8")
+    sharded = fit(base / "sharded", *zero3)
+    epoch_end = next((base / "sharded" / "checkpoints").glob("epoch=0-*"))
+    resumed = fit(base / "resumed", *zero3, "--ckpt_path", str(epoch_end))
+    frozen = fit(base / "frozen", *zero3, "--model.init_args.reference", "frozen")
+    return base, single, sharded, resumed, frozen
+
+
+def test_zero3_on_two_ranks_trains_like_one_process(runs):
+    _, single, sharded, _, frozen = runs
+    assert len(single) == len(sharded) == len(frozen) == 10
+    assert sharded == pytest.approx(single, abs=1e-3)
+    assert frozen == pytest.approx(single, abs=1e-3), "a partitioned frozen reference scores like the cache"
+    assert single[-1] < single[0] - 1, "the runs must actually train"
+
+
+def test_zero3_export_is_the_full_model(runs):
+    base, *_ = runs
+    exported = AutoModelForCausalLM.from_pretrained(base / "sharded" / "model")
+    expected = AutoModelForCausalLM.from_pretrained(base / "single" / "model")
+    for (name, value), (_, reference) in zip(exported.state_dict().items(), expected.state_dict().items(), strict=True):
+        assert value.shape == reference.shape, f"{name} was saved partitioned"
+        torch.testing.assert_close(value, reference, atol=2e-3, rtol=0, msg=f"{name} differs")
+
+
+def test_a_resumed_zero3_run_ends_where_the_uninterrupted_one_does(runs):
+    _, _, sharded, resumed, _ = runs
+    steps_per_epoch = 7  # 50 forget rows in global batches of 8
+    assert resumed == pytest.approx(sharded[steps_per_epoch:], abs=1e-6)

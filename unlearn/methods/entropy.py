@@ -1,0 +1,82 @@
+"""The entropy objective added to a forget method: concentrate forget outputs so sampling cannot leak the answer."""
+
+from __future__ import annotations
+
+import torch
+
+from unlearn.losses import LMHeadInputs, entropy_objective, token_entropy
+from unlearn.methods.divergence import NPO, GradDiff, RetainRegularised
+
+
+class EntropyRegularised(RetainRegularised):
+    """Adds ``λ_f·H(forget) + λ_r·H(retain)`` (DESIGN §4) to the objective of the method it is combined with.
+
+    Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
+    Models", ICLR 2025, arXiv:2410.03523.
+
+    Combine by inheritance, entropy first (see NPOEntropy below): the method's objective is unchanged and the
+    entropies read the very policy outputs it computed this step, one forward per role through `lm_outputs`, so the
+    fused kernel serves both.
+    """
+
+    def __init__(
+        self, *, lambda_forget: float = 1.0, lambda_retain: float = -0.25, temperature: float = 1.0, **kwargs
+    ) -> None:
+        """
+        Args:
+            lambda_forget: λ_f; > 0 lowers the entropy on forget answers.
+            lambda_retain: λ_r; < 0 raises the entropy on retain answers; 0 drops the retain entropy.
+            temperature: T > 0 of the next-token distributions.
+            **kwargs: see the method combined with it.
+        """
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.lambda_forget = lambda_forget
+        self.lambda_retain = lambda_retain
+        self.temperature = temperature
+        self._step_outputs: dict[int, torch.Tensor | LMHeadInputs] | None = None
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.lambda_retain != 0 and "retain" not in self.trainer.datamodule.rows:
+            raise ValueError(f"lambda_retain={self.lambda_retain} needs data.retain; add one or set lambda_retain=0")
+
+    def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
+        """Inside `objective`, each role's outputs are computed once and shared by every term."""
+        if self._step_outputs is None:
+            return super().lm_outputs(inputs)
+        key = id(inputs)
+        if key not in self._step_outputs:
+            self._step_outputs[key] = super().lm_outputs(inputs)
+        return self._step_outputs[key]
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        self._step_outputs = {}
+        try:
+            terms = super().objective(batch)
+            forget = batch["forget"]
+            if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
+                h_forget = token_entropy(self.lm_outputs(forget), forget["labels"], temperature=self.temperature)
+                return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
+            retain = batch["retain"]
+            total, h_forget, h_retain = entropy_objective(
+                self.lm_outputs(forget),
+                forget["labels"],
+                self.lm_outputs(retain),
+                retain["labels"],
+                lambda_forget=self.lambda_forget,
+                lambda_retain=self.lambda_retain,
+                temperature=self.temperature,
+            )
+            return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
+        finally:
+            self._step_outputs = None
+
+
+class NPOEntropy(EntropyRegularised, NPO):
+    """NPO plus the entropy objective: NPO lowers the answer's likelihood, the entropy concentrates what replaces it."""
+
+
+class GradDiffEntropy(EntropyRegularised, GradDiff):
+    """GradDiff plus the entropy objective (alpha=0 makes the forget part plain GA)."""

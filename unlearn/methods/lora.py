@@ -1,0 +1,89 @@
+"""LoRA (Hu et al. 2021) through PEFT: any method trains low-rank adapters instead of the full weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from unlearn.methods.adapter import Adapter
+from unlearn.models import resolve
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+class LoRA(Adapter):
+    """W + (α/r)·B·A on the target linear layers, B = 0 at the start, so the adapted model begins as the base.
+
+    Saved in PEFT's format (adapter_config.json + adapter_model.safetensors, loadable with
+    `peft.PeftModel.from_pretrained(base, folder)`); with `merge`, also a full Hugging Face model in `merged/`.
+    """
+
+    def __init__(
+        self,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.0,
+        target_modules: list[str] | str = "all-linear",
+        merge: bool = False,
+    ) -> None:
+        """
+        Args:
+            r: rank of the update.
+            alpha: scale numerator; the update is (alpha / r)·B·A.
+            dropout: dropout on the adapter's input.
+            target_modules: module names (suffixes) to adapt, or "all-linear" for every linear layer but the lm-head.
+            merge: also save the merged model (W + (α/r)·B·A) in Hugging Face format under `<save_dir>/merged`.
+        """
+        if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
+            raise ValueError(f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={r}, alpha={alpha}, "
+                             f"dropout={dropout}")
+        self.r = r
+        self.alpha = alpha
+        self.dropout = dropout
+        self.target_modules = target_modules
+        self.merge = merge
+
+    def config(self, model_name: str):
+        """The PEFT LoraConfig these arguments describe."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            base_model_name_or_path=resolve(model_name),
+        )
+
+    def attach(self, model: torch.nn.Module, model_name: str, tokenizer) -> None:
+        from peft import inject_adapter_in_model
+
+        try:
+            inject_adapter_in_model(self.config(model_name), model)  # freezes the base weights
+        except ValueError as err:
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+            raise ValueError(f"LoRA target_modules={self.target_modules!r}: {err}; linear layers are {names}") from err
+
+    def save(self, model: torch.nn.Module, folder: Path) -> None:
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        config = model.peft_config["default"]
+        config.save_pretrained(folder)
+        weights = get_peft_model_state_dict(model, save_embedding_layers=False)
+        save_file({f"base_model.model.{k}": v.contiguous() for k, v in weights.items()}, folder / ADAPTER_WEIGHTS)
+        if self.merge:
+            save_merged(model, folder / "merged")
+
+
+def save_merged(model: torch.nn.Module, folder: Path) -> None:
+    """W + (α/r)·B·A in plain Hugging Face format; the live model is not touched (no merge-unmerge rounding)."""
+    from peft.tuners.lora import LoraLayer
+
+    state = {name.replace(".base_layer.", "."): t for name, t in model.state_dict().items() if ".lora_" not in name}
+    with torch.no_grad():
+        for name, layer in model.named_modules():
+            if isinstance(layer, LoraLayer):
+                state[f"{name}.weight"] = layer.get_base_layer().weight + layer.get_delta_weight("default")
+    model.save_pretrained(folder, state_dict=state)

@@ -1,0 +1,56 @@
+"""PDU: forget as hard as possible while the retain loss stays under a bound, enforced by a learned multiplier."""
+
+from __future__ import annotations
+
+import torch
+
+from unlearn.losses import logit_margin_flattening_loss
+from unlearn.methods.divergence import RetainRegularised
+
+
+class PDU(RetainRegularised):
+    """Primal-dual unlearning: min L_f subject to L_r ≤ ε, with the multiplier λ learned by projected dual ascent.
+
+    Paper: Entesari et al. 2025, "Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language
+    Models", arXiv:2506.05314.
+
+    Primal: ``L = L_f + λ·L_r`` minimised by the optimiser. Dual, after every training step's loss:
+    ``λ ← max(0, λ + η·(L_r − ε))``, so λ grows while the retain loss is above ε and decays to 0 once it is below.
+    L_f is the paper's logit-margin flattening (``logit_margin_flattening_loss``), which pushes forget next-token
+    distributions to uniform; L_r is the retain term of RetainRegularised (NLL, the paper's choice, or KL). λ is a
+    buffer, so checkpoints keep it and a resumed run continues the dual ascent where it stopped. The paper suggests
+    ε = (1 + τ)·L_r(π_ref) for a small tolerance τ; set `epsilon` from the retain loss the first step logs.
+    """
+
+    def __init__(self, *, epsilon: float, dual_step_size: float = 1.0, **kwargs) -> None:
+        """
+        Args:
+            epsilon: ε, the bound on the retain loss.
+            dual_step_size: η > 0, the dual ascent step.
+            **kwargs: see RetainRegularised; `alpha` is the initial λ (≥ 0).
+        """
+        super().__init__(**kwargs)
+        if dual_step_size <= 0:
+            raise ValueError(f"dual_step_size must be > 0, got {dual_step_size}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha is PDU's initial λ and must be >= 0, got {self.alpha}")
+        self.epsilon = epsilon
+        self.dual_step_size = dual_step_size
+        self.register_buffer("dual", torch.tensor(float(self.alpha)))
+
+    def needs_frozen_reference(self) -> bool:
+        return self.retain_loss == "kl"  # λ may start at 0 and grow, so alpha alone does not decide
+
+    def on_fit_start(self) -> None:
+        if "retain" not in self.trainer.datamodule.rows:
+            raise ValueError("PDU constrains the retain loss, so it needs data.retain; add one")
+
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The Lagrangian at the current λ; then one projected dual-ascent step on λ."""
+        forget = batch["forget"]
+        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"])
+        retain = self.retain_term(batch)
+        dual = self.dual.clone()
+        with torch.no_grad():
+            self.dual.add_(self.dual_step_size * (retain.detach() - self.epsilon)).clamp_(min=0.0)
+        return {"loss": forget_loss + dual * retain, "forget": forget_loss, "retain": retain, "dual": dual}
