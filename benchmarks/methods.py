@@ -1,0 +1,92 @@
+"""Run methods on the embedded default and gather their before/after metrics and wall time into one table.
+
+    python -m benchmarks.methods                       # every method config under configs/
+    python -m benchmarks.methods --methods rmu,npo,wga
+
+Each method is `python -m unlearn fit --config configs/<method>.yaml` in its own process (the command a user runs),
+timed from start to exit; results go to benchmarks/results/methods_<device>_<date>.json and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unlearn.io import atomic_write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+# Configs that are not unlearning methods on the embedded default.
+NOT_METHODS = {"eval_full", "probabilistic"}
+COLUMNS = ("forget/qa_acc", "forget/mcq_acc", "retain/qa_acc", "retain/mcq_acc")
+
+
+def method_configs() -> list[str]:
+    """Every top-level config that unlearns the embedded default."""
+    return sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in NOT_METHODS)
+
+
+def run_method(name: str, workdir: Path) -> dict:
+    """Fit one method in a fresh process; its metrics.json and the wall time, or the error it ended with."""
+    run_dir = workdir / name
+    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+               "--trainer.default_root_dir", str(run_dir), "--model.init_args.save_dir", str(run_dir / "model")]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:], "wall_s": round(wall, 1)}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"before": metrics["before"], "after": metrics["after"], "wall_s": round(wall, 1)}
+
+
+def table(runs: dict[str, dict]) -> str:
+    """Markdown: before -> after per column, and wall time."""
+    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in COLUMNS) + " | wall |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for name, run in runs.items():
+        if "error" in run:
+            lines.append(f"| {name} | " + " | ".join("failed" for _ in COLUMNS) + f" | {run['wall_s']:.0f} s |")
+            continue
+        cells = [f"{run['before'][c]:.2f} -> {run['after'][c]:.2f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {run['wall_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default=None, help="comma-separated config names; default all method configs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
+    args = parser.parse_args()
+    available = method_configs()
+    names = args.methods.split(",") if args.methods else available
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {available}")
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            runs[name] = run_method(name, Path(tmp))
+            print(table({name: runs[name]}).splitlines()[-1], flush=True)
+    device = (torch.cuda.get_device_name() if torch.cuda.is_available()
+              else f"CPU, {os.cpu_count()} cores ({platform.machine()})")
+    report = {"device": device, "date": datetime.date.today().isoformat(),
+              "command": "python -m unlearn fit --config configs/<method>.yaml", "runs": runs}
+    slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
+    path = atomic_write_json(args.out / f"methods_{slug}_{report['date']}.json", report)
+    print(table(runs))
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
