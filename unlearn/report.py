@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--y", default="retain/mcq_acc", help="utility axis, e.g. retain/model_utility")
     parser.add_argument("--out", default="ue_ut.png", help="where to write the PNG")
     args = parser.parse_args(argv)
-    points = load_runs(args.run_dirs, args.x, args.y)
+    try:
+        points = load_runs(args.run_dirs, args.x, args.y)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        parser.error(str(error))
     for run_dir in args.run_dirs:
         summary = json.loads((Path(run_dir) / "metrics.json").read_text())
         print(f"{run_dir} ({summary.get('method', '?')})")

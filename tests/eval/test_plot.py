@@ -38,10 +38,12 @@ def test_plot_across_runs(tmp_path, capsys):
     assert not list(out.parent.glob(".*.tmp")), "no temporary file is left behind"
 
 
-def test_missing_metrics_json_or_metric_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no metrics.json"):
+def test_missing_metrics_json_or_metric_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         main([str(tmp_path), "--out", str(tmp_path / "x.png")])
+    assert "has no metrics.json" in capsys.readouterr().err
     run = write_run(tmp_path / "run", "RMU", None, {"forget/mcq_acc": 0.3, "retain/mcq_acc": 0.9})
-    with pytest.raises(KeyError, match="no 'retain/model_utility'"):
+    with pytest.raises(SystemExit):
         main([str(run), "--y", "retain/model_utility", "--out", str(tmp_path / "x.png")])
+    assert "no 'retain/model_utility'" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
