@@ -185,3 +185,8 @@ def check_fusable_head(model: torch.nn.Module, name: str) -> None:
             f"fused_logprob needs a plain linear lm-head, but {name} has {extras or type(head).__name__}; "
             "set fused_logprob: false"
         )
+
+
+def tokens(inputs: dict) -> torch.Tensor | None:
+    """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
+    return inputs.get("tokens_per_rank")

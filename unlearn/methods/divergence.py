@@ -19,7 +19,7 @@ from unlearn.losses import (
     undial_loss,
     wga_loss,
 )
-from unlearn.methods.base import UnlearnModule
+from unlearn.methods.base import UnlearnModule, tokens
 from unlearn.methods.reference import cache_sequence_nll, frozen_copy
 
 
@@ -256,8 +256,3 @@ class UNDIAL(RetainRegularised):
         with torch.no_grad():
             reference = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
         return self.with_retain(undial_loss(self(forget), reference, forget["labels"], beta=self.beta), batch)
-
-
-def tokens(inputs: dict) -> torch.Tensor | None:
-    """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
-    return inputs.get("tokens_per_rank")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.losses import mean_token_nll
-from unlearn.methods.base import UnlearnModule
-from unlearn.methods.divergence import tokens
+from unlearn.methods.base import UnlearnModule, tokens
 
 
 class FineTune(UnlearnModule):

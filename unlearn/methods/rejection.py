@@ -7,7 +7,8 @@ import torch
 from unlearn.eval.metrics import normalize_answer
 from unlearn.eval.scoring import generate_answers
 from unlearn.losses import dpo_loss, idk_ap_retain_loss, mean_token_nll, sequence_nll
-from unlearn.methods.divergence import ReferenceScored, RetainRegularised, tokens
+from unlearn.methods.base import tokens
+from unlearn.methods.divergence import ReferenceScored, RetainRegularised
 
 
 class IDKFineTune(RetainRegularised):
