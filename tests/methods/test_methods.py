@@ -159,11 +159,37 @@ def test_fused_logprob_trains_like_logits(tmp_path, method):
         module.configure_model()
         calls = []
         head = module.model.get_output_embeddings()
-        head.register_forward_hook(lambda head, *args, calls=calls: calls.append(1) if head.training else None)
+        head.register_forward_hook(lambda *args, calls=calls: calls.append(1))
         runs.append(fit(module, tmp_path / str(fused), steps=3))
         head_calls.append(len(calls))
     assert [s["train/loss"] for s in runs[1]] == pytest.approx([s["train/loss"] for s in runs[0]], rel=1e-5)
     assert head_calls[0] > 0 and head_calls[1] == 0, "fused training steps must never call the lm-head"
+
+
+@pytest.mark.parametrize("reference", ["cached", "frozen"])
+@pytest.mark.parametrize("lora", [False, True])
+def test_fused_npo_reference_never_builds_logits(tmp_path, reference, lora):
+    """The reference (cached before training, a frozen copy, or the policy with LoRA off) takes the fused path too,
+    with the same losses: no lm-head call anywhere, the caching pass and every reference forward included."""
+    from unlearn.methods.lora import LoRA
+
+    runs, head_calls = [], []
+    for fused in (False, True):
+        module = NPO(model="tiny-scratch", reference=reference, adapter=LoRA(r=2) if lora else None,
+                     fused_logprob=fused, optimizer=adam(1e-3))
+        torch.manual_seed(0)  # LoRA's random initialisation
+        module.configure_model()
+        calls = []
+        heads = {module.model.get_output_embeddings()}
+        if reference == "frozen":
+            heads.add(module.reference.get_output_embeddings())
+        assert len(heads) == (1 if lora or reference == "cached" else 2)
+        for head in heads:
+            head.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        runs.append(fit(module, tmp_path / str(fused), steps=3))
+        head_calls.append(len(calls))
+    assert [s["train/loss"] for s in runs[1]] == pytest.approx([s["train/loss"] for s in runs[0]], rel=1e-5)
+    assert head_calls[0] > 0 and head_calls[1] == 0, "with fused_logprob no lm-head runs, reference included"
 
 
 def test_fused_logprob_refuses_a_soft_capped_head():

@@ -108,11 +108,15 @@ class UnlearnModule(L.LightningModule, ABC):
         return self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs).logits
 
     def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
-        """What log-prob and entropy losses read: logits, or hidden states + lm-head when `fused_logprob` is on."""
+        """What the policy's log-prob and entropy losses read (see `outputs_of`)."""
+        return self.outputs_of(self.model, inputs)
+
+    def outputs_of(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
+        """Logits of the policy or a reference, or its hidden states + lm-head when `fused_logprob` is on."""
         if not self.fused_logprob:
-            return self(inputs)
-        hidden = self.model.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        head = self.model.get_output_embeddings()
+            return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        hidden = model.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        head = model.get_output_embeddings()
         return LMHeadInputs(hidden.last_hidden_state, head.weight, head.bias, backend=self.kernel_backend)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -139,7 +143,7 @@ class UnlearnModule(L.LightningModule, ABC):
 
     def _log_nll(self, batch: dict, stage: str) -> None:
         for role, inputs in batch.items():
-            nll = mean_token_nll(self(inputs), inputs["labels"])
+            nll = mean_token_nll(self.lm_outputs(inputs), inputs["labels"])
             self.log(f"{stage}/{role}_nll", nll, batch_size=len(inputs["input_ids"]), sync_dist=True)
 
     def configure_optimizers(self):

@@ -127,7 +127,8 @@ class ReferenceScored(RetainRegularised):
                 name = f"reference_cache_{role}"
                 cache = restored.get(name)
                 if cache is None:
-                    cache = cache_sequence_nll(self.model, data.ordered_dataloader(role), role, len(data.rows[role]))
+                    loader = data.ordered_dataloader(role)
+                    cache = cache_sequence_nll(self.model, loader, role, len(data.rows[role]), self.outputs_of)
                 # Persistent: a resumed run must score against the initial model, not the one it restores.
                 self.register_buffer(name, cache.to(self.device))
 
@@ -141,8 +142,7 @@ class ReferenceScored(RetainRegularised):
         if self.reference_strategy == "cached":
             return getattr(self, f"reference_cache_{role}")[inputs["index"]]
         with torch.no_grad():
-            logits = self.reference(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-            return sequence_nll(logits, inputs["labels"])[0]
+            return sequence_nll(self.outputs_of(self.reference, inputs), inputs["labels"])[0]
 
 
 class NPO(ReferenceScored):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-from unlearn.losses import sequence_nll
+from unlearn.losses import LMHeadInputs, sequence_nll
 from unlearn.methods.adapter import adapter_layers, adapters_disabled
 from unlearn.models import decoder_layers, load_model
 
@@ -22,14 +22,21 @@ class AdaptersOff(torch.nn.Module):
     attributes the wrapper lacks (`model.layers`, `config`, ...) are the policy's, so layer hooks work unchanged.
     """
 
-    def __init__(self, policy: torch.nn.Module) -> None:
+    def __init__(self, policy: torch.nn.Module, part: torch.nn.Module | None = None) -> None:
+        """`part` (default the policy itself) is what forward runs, e.g. the backbone without the lm-head."""
         super().__init__()
         self._policy = [policy]
+        self._part = [policy if part is None else part]
 
     def forward(self, *args, **kwargs):
         policy = self._policy[0]
         with adapters_disabled(policy), evaluating(policy):
-            return policy(*args, **kwargs)
+            return self._part[0](*args, **kwargs)
+
+    @property
+    def base_model(self) -> AdaptersOff:
+        """The backbone (no lm-head) with the adapters off: what the fused log-prob path runs."""
+        return AdaptersOff(self._policy[0], self._policy[0].base_model)
 
     def __getattr__(self, name: str):
         try:
@@ -61,18 +68,24 @@ def frozen_copy(model: torch.nn.Module, keep_layers: int | None = None) -> torch
 
 
 @torch.no_grad()
-def cache_sequence_nll(model: torch.nn.Module, dataloader, role: str, size: int) -> torch.Tensor:
+def cache_sequence_nll(
+    model: torch.nn.Module,
+    dataloader,
+    role: str,
+    size: int,
+    outputs: Callable[[torch.nn.Module, dict], torch.Tensor | LMHeadInputs],
+) -> torch.Tensor:
     """Summed answer NLL of every row, by row index: NPO's and DPO's reference with no second model.
 
-    Adapters are off while caching, so the cache is the base model's whatever the adapters' initial state.
+    `outputs(model, inputs)` gives the logits or fused lm-head inputs (UnlearnModule.outputs_of). Adapters are off
+    while caching, so the cache is the base model's whatever the adapters' initial state.
     """
     device = next(model.parameters()).device
     cache = torch.full((size,), float("nan"), device=device)
     with adapters_disabled(model), evaluating(model):
         for batch in dataloader:
             inputs = {k: v.to(device) for k, v in batch[role].items()}
-            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-            nll, _ = sequence_nll(logits, inputs["labels"])
+            nll, _ = sequence_nll(outputs(model, inputs), inputs["labels"])
             cache[inputs["index"]] = nll.float()
     if torch.isnan(cache).any():
         raise RuntimeError(f"the reference cache missed {int(torch.isnan(cache).sum())} of {size} {role} rows")
