@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -89,3 +90,42 @@ def gathered_parameters(
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+
+
+_IN_LOCKSTEP: set[int] = set()
+
+
+@contextlib.contextmanager
+def lockstep(model: torch.nn.Module) -> Iterator[None]:
+    """Pair every forward of `model` with one on each other rank under ZeRO-3, where parameter gathers are collective.
+
+    Ranks evaluate different rows, so one may run more forwards (more batches, longer generations, another scoring
+    path) than another. Before each forward the ranks exchange whether they still have work; a rank that is done
+    runs one-token forwards until every rank is. A no-op unless the parameters are partitioned over several ranks.
+    """
+    partitioned = any(hasattr(p, "ds_id") for p in model.parameters())
+    if not (partitioned and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+        yield
+        return
+    device = next(model.parameters()).device
+
+    def anyone_busy(busy: bool) -> bool:
+        flag = torch.tensor([int(busy)], device=device)
+        torch.distributed.all_reduce(flag)
+        return bool(flag.item())
+
+    handle = model.register_forward_pre_hook(lambda module, args: anyone_busy(True) and None)
+    _IN_LOCKSTEP.add(id(model))
+    try:
+        yield
+    finally:
+        handle.remove()
+        _IN_LOCKSTEP.discard(id(model))
+    with torch.no_grad():
+        while anyone_busy(False):
+            model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device))
+
+
+def in_lockstep(model: torch.nn.Module) -> bool:
+    """Whether `lockstep` pairs this model's forwards: generation must then not sync ranks itself as well."""
+    return id(model) in _IN_LOCKSTEP

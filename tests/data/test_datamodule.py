@@ -39,16 +39,19 @@ def test_ranks_draw_different_rows_reproducibly():
 
 def test_global_batches_do_not_depend_on_world_size():
     """One process with batch 8 trains on exactly the rows that two processes with batch 4 share out,
-    and every rank's token normaliser is the global answer-token count over the world size."""
+    and every rank's token normalisers are the global answer-token and position counts over the world size."""
     single = batches(make(0, 1, batch_size=8), epoch=3)
     split = [batches(make(rank, 2, batch_size=4), epoch=3) for rank in (0, 1)]
     for step, batch in enumerate(single):
         for role in ("forget", "retain"):
             assert rows(batch, role) == rows(split[0][step], role) + rows(split[1][step], role)
             global_tokens = (batch[role]["labels"][:, 1:] != -100).sum()
+            global_positions = batch[role]["attention_mask"].sum()
             assert batch[role]["tokens_per_rank"] == global_tokens
-            per_rank = [split[rank][step][role]["tokens_per_rank"] for rank in (0, 1)]
-            assert per_rank[0] == per_rank[1] == global_tokens / 2
+            assert batch[role]["positions_per_rank"] == global_positions
+            for key, total in (("tokens_per_rank", global_tokens), ("positions_per_rank", global_positions)):
+                per_rank = [split[rank][step][role][key] for rank in (0, 1)]
+                assert per_rank[0] == per_rank[1] == total / 2
     assert batches(make(0, 1, batch_size=8), epoch=4)[0]["forget"]["index"].tolist() != rows(single[0], "forget")
 
 

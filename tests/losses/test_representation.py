@@ -15,6 +15,14 @@ def test_masked_mse_hand_computed():
     assert_close(masked_mse(hidden, torch.tensor([0.0, 1.0]), mask), torch.tensor(2.5))
 
 
+def test_masked_mse_global_token_count():
+    """With num_tokens = 2.5 (5 global tokens over 2 ranks) the squared sum 1² + 3² = 10 divides by 2.5·D, not
+    by this rank's 1 selected token: 10 / (2.5 · 2) = 2.0. A half count must not be truncated to 2."""
+    hidden = torch.tensor([[[1.0, 3.0], [40.0, -7.0]]])
+    mask = torch.tensor([[True, False]])
+    assert_close(masked_mse(hidden, torch.zeros(2), mask, num_tokens=torch.tensor(2.5)), torch.tensor(2.0))
+
+
 def test_masked_mse_matches_mse_on_selected_tokens():
     """Random (B, T, D) with a full-shape target: equals F.mse_loss over the selected rows; 0/1 masks too."""
     g = torch.Generator().manual_seed(0)

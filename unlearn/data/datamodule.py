@@ -55,6 +55,7 @@ class UnlearnDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.seed = seed
         self.rows: dict[str, list[dict]] = {}
+        self._counts: dict[str, dict[int, tuple[int, int]]] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.rows:
@@ -114,16 +115,25 @@ class UnlearnDataModule(L.LightningDataModule):
         return {role: self._rank_share(role, ids) for role, ids in roles.items() if role in self.rows and ids}
 
     def _rank_share(self, role: str, global_ids: list[int]) -> dict[str, torch.Tensor]:
-        """Collate this rank's slice; `tokens_per_rank` = global answer tokens / world size normalises token means."""
+        """Collate this rank's slice, with the global step's token counts per rank, which token means divide by.
+
+        `tokens_per_rank`: answer tokens (labels) of the global batch / world size; `positions_per_rank`: its
+        non-padding positions / world size (activation losses such as RMU's average over those).
+        """
         share = len(global_ids) // self.world_size
         rows = self.rows[role]
         batch = self.collator([rows[i] for i in global_ids[self.rank * share : (self.rank + 1) * share]])
-        if self.world_size == 1:
-            labels = batch["labels"]
-        else:
-            labels = self.collator([rows[i] for i in global_ids])["labels"]
-        batch["tokens_per_rank"] = (labels[:, 1:] != IGNORE_INDEX).sum() / self.world_size
+        counts = torch.tensor([self._row_counts(role, i) for i in global_ids]).sum(0)
+        batch["tokens_per_rank"], batch["positions_per_rank"] = counts / self.world_size
         return batch
+
+    def _row_counts(self, role: str, index: int) -> tuple[int, int]:
+        """(answer tokens, non-padding positions) of one row as collated, computed once per row."""
+        cache = self._counts.setdefault(role, {})
+        if index not in cache:
+            row = self.collator([self.rows[role][index]])
+            cache[index] = (int((row["labels"][:, 1:] != IGNORE_INDEX).sum()), int(row["attention_mask"].sum()))
+        return cache[index]
 
 def _only_item(items: list[dict]) -> dict:
     """The loader batches one already-collated step at a time."""

@@ -14,6 +14,7 @@ from unlearn.eval.report import format_table, run_summary
 from unlearn.eval.tasks import EvalTask, MCQTask, MIATask, QATask
 from unlearn.eval.tofu import TOFUTask
 from unlearn.io import atomic_write_json
+from unlearn.strategies import lockstep
 
 
 class Evaluator(L.Callback):
@@ -55,9 +56,10 @@ class Evaluator(L.Callback):
             metric = self.metrics[_module_key(task)]
             metric.reset()
             show = self.progress and trainer.is_global_zero
-            items[task.metric_name] = task.run(
-                pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show
-            )
+            with lockstep(pl_module.model):  # ZeRO-3: ranks with different rows still gather parameters together
+                items[task.metric_name] = task.run(
+                    pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show
+                )
             results.update(task.results(metric))
             metric.reset()
         if trainer.is_global_zero:

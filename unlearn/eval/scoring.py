@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from unlearn.data.collate import qa_prompt
+from unlearn.strategies import in_lockstep
 
 LETTERS = string.ascii_uppercase
 TEMPLATES = ("cloze", "letter")
@@ -63,6 +64,7 @@ def generate_answers(
                     max_new_tokens=max_new_tokens,
                     do_sample=do_sample,
                     pad_token_id=pad_id,
+                    synced_gpus=False if in_lockstep(model) else None,
                     **sampling,
                     **stopping,
                 )  # (B, T + new)

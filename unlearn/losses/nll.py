@@ -110,4 +110,4 @@ def mean_token_nll(logits: Tensor | LMHeadInputs, labels: Tensor, *, num_tokens:
 def token_denominator(counts: Tensor, num_tokens: Tensor | None) -> Tensor:
     """What a token mean divides by: the given count, else the batch's own; at least 1, so no answer gives 0."""
     total = counts.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=counts.device)
-    return total.to(counts.dtype).clamp(min=1.0)
+    return total.to(torch.promote_types(counts.dtype, torch.float32)).clamp(min=1.0)  # float: N/world may be x.5

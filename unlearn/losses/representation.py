@@ -6,16 +6,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unlearn.losses.nll import token_denominator
 
-def masked_mse(hidden: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+
+def masked_mse(hidden: Tensor, target: Tensor, mask: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
     """Mean squared error over selected tokens only, so prompt and padding activations never count.
 
-    ``L = Σ_{b,t} m_{b,t} Σ_d (h_{b,t,d} − target_{b,t,d})² / (D · Σ_{b,t} m_{b,t})``; 0.0 when m is all 0.
+    ``L = Σ_{b,t} m_{b,t} Σ_d (h_{b,t,d} − target_{b,t,d})² / (D · N)``, N = ``num_tokens`` or else
+    ``Σ_{b,t} m_{b,t}``; 0.0 when m is all 0.
 
     Args:
         hidden: (B, T, D) hidden states.
         target: broadcastable to (B, T, D), e.g. a (D,) control vector.
         mask: (B, T) bool or 0/1; tokens that count.
+        num_tokens: the denominator; pass the global batch's selected tokens per rank so that averaging gradients
+            over ranks gives the global mean, whatever the number of ranks.
 
     Returns:
         Scalar tensor.
@@ -24,7 +29,7 @@ def masked_mse(hidden: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     sq = (hidden.to(dtype) - target.to(dtype)).square()  # (B, T, D)
     mask = mask.bool()
     total = torch.where(mask.unsqueeze(-1), sq, 0.0).sum()
-    return total / (mask.sum() * hidden.shape[-1]).clamp(min=1)
+    return total / (token_denominator(mask.sum(), num_tokens) * hidden.shape[-1])
 
 
 def rmu_loss(
@@ -36,6 +41,8 @@ def rmu_loss(
     retain_mask: Tensor,
     *,
     alpha: float,
+    forget_tokens: Tensor | None = None,
+    retain_tokens: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """RMU: scramble forget activations at one layer towards a fixed random direction, retain unchanged.
 
@@ -54,12 +61,14 @@ def rmu_loss(
         retain_reference: (B', T', D) h_ref(r); a constant (detached).
         retain_mask: (B', T') retain tokens that count.
         alpha: α.
+        forget_tokens: `num_tokens` of the forget term's masked_mse (default the mask's count).
+        retain_tokens: the same for the retain term.
 
     Returns:
         (total, forget_term, retain_term), scalar tensors.
     """
-    forget_term = masked_mse(forget_hidden, control, forget_mask)
-    retain_term = masked_mse(retain_hidden, retain_reference.detach(), retain_mask)
+    forget_term = masked_mse(forget_hidden, control, forget_mask, num_tokens=forget_tokens)
+    retain_term = masked_mse(retain_hidden, retain_reference.detach(), retain_mask, num_tokens=retain_tokens)
     return forget_term + alpha * retain_term, forget_term, retain_term
 
 

@@ -194,3 +194,8 @@ def check_fusable_head(model: torch.nn.Module, name: str) -> None:
 def tokens(inputs: dict) -> torch.Tensor | None:
     """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
     return inputs.get("tokens_per_rank")
+
+
+def positions(inputs: dict) -> torch.Tensor | None:
+    """The global non-padding positions per rank of a training batch, for means over every token's activation."""
+    return inputs.get("positions_per_rank")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 
 from unlearn.losses import adaptive_steering_coeff, mean_token_nll, rmu_loss, rr_coefficients, rr_loss
-from unlearn.methods.base import UnlearnModule
+from unlearn.methods.base import UnlearnModule, positions
 from unlearn.methods.reference import frozen_copy
 from unlearn.models import decoder_layers
 
@@ -78,6 +78,8 @@ class RMU(UnlearnModule):
             retain_reference,
             retain["attention_mask"],
             alpha=self.alpha,
+            forget_tokens=positions(forget),
+            retain_tokens=positions(retain),
         )
         return {"loss": total, "forget": forget_term, "retain": retain_term, "coeff": control.norm()}
 
