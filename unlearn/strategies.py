@@ -61,6 +61,15 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
         )
         return engine, deepspeed_optimizer
 
+    def _initialize_deepspeed_inference(self, model: torch.nn.Module) -> None:
+        """Lightning's (for `test`), reading the local rank where it reads the device index CPU devices lack."""
+        devices = self.parallel_devices
+        self.parallel_devices = [torch.device("cpu", rank) for rank in range(len(devices))]
+        try:
+            super()._initialize_deepspeed_inference(model)
+        finally:
+            self.parallel_devices = devices
+
 
 for _stage in (2, 3):
     StrategyRegistry.register(

@@ -54,14 +54,16 @@ model:
 """
 
 
-def fit(root: Path, *args: str, method: str = NPO) -> list[float]:
-    """Run `python -m unlearn fit` in a fresh process (Lightning launches the other rank) and read its losses."""
+def fit(root: Path, *args: str, method: str = NPO, subcommand: str = "fit") -> list[float]:
+    """Run `python -m unlearn fit` (or `test`) in a fresh process (Lightning launches the other rank); the losses."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(CONFIG.format(root=root, extra=method.rstrip()))
-    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(root / "config.yaml"),
+    command = [sys.executable, "-m", "unlearn", subcommand, "--config", str(root / "config.yaml"),
                "--trainer.default_root_dir", str(root), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    if subcommand == "test":
+        return []
     logs = sorted((root / "logs" / "run").glob("version_*/metrics.csv"))[-1]
     return [float(row["train/loss"]) for row in csv.DictReader(logs.open()) if row.get("train/loss")]
 
@@ -76,13 +78,15 @@ def runs(tmp_path_factory):
     epoch_end = next((base / "sharded" / "checkpoints").glob("epoch=0-*"))
     resumed = fit(base / "resumed", *zero3, "--ckpt_path", str(epoch_end))
     frozen = fit(base / "frozen", *zero3, "--model.init_args.reference", "frozen")
-    return base, single, sharded, resumed, frozen
+    zero2 = fit(base / "zero2", *zero3, "--trainer.strategy", "deepspeed_stage_2_cpu")
+    return base, single, sharded, resumed, frozen, zero2
 
 
 def test_zero3_on_two_ranks_trains_like_one_process(runs):
-    _, single, sharded, _, frozen = runs
-    assert len(single) == len(sharded) == len(frozen) == 10
+    _, single, sharded, _, frozen, zero2 = runs
+    assert len(single) == len(sharded) == len(frozen) == len(zero2) == 10
     assert sharded == pytest.approx(single, abs=1e-3)
+    assert zero2 == pytest.approx(single, abs=1e-3), "ZeRO-2 (states partitioned, weights whole) too"
     assert frozen == pytest.approx(single, abs=1e-3), "a partitioned frozen reference scores like the cache"
     assert single[-1] < single[0] - 1, "the runs must actually train"
 
@@ -97,7 +101,7 @@ def test_zero3_export_is_the_full_model(runs):
 
 
 def test_a_resumed_zero3_run_ends_where_the_uninterrupted_one_does(runs):
-    _, _, sharded, resumed, _ = runs
+    _, _, sharded, resumed, *_ = runs
     steps_per_epoch = 7  # 50 forget rows in global batches of 8
     assert resumed == pytest.approx(sharded[steps_per_epoch:], abs=1e-6)
 
@@ -109,14 +113,17 @@ def rmu_runs(tmp_path_factory):
     zero3 = ["--trainer.devices", "2", "--trainer.strategy", "deepspeed_stage_3_cpu", "--data.batch_size", "4"]
     single = fit(base / "single", "--data.batch_size", "8", method=RMU)
     sharded = fit(base / "sharded", *zero3, method=RMU)
-    metrics = [json.loads((base / run / "metrics.json").read_text()) for run in ("single", "sharded")]
+    exported = ["--model.init_args.model", str(base / "sharded" / "model")]
+    fit(base / "tested", *zero3, *exported, method=RMU, subcommand="test")
+    metrics = [json.loads((base / run / "metrics.json").read_text()) for run in ("single", "sharded", "tested")]
     return single, sharded, metrics
 
 
 def test_zero3_rmu_on_two_ranks_trains_and_evaluates_like_one_process(rmu_runs):
-    single, sharded, (one, two) = rmu_runs
+    single, sharded, (one, two, tested) = rmu_runs
     assert len(single) == len(sharded) == 10
     assert sharded == pytest.approx(single, abs=1e-3)
     assert single[-1] < single[0], "the runs must actually train"
     assert two["before"] == one["before"], "sharded evaluation of the same model must give the same numbers"
     assert two["after"] == pytest.approx(one["after"], abs=1 / 25), "at most one of 25 answers may flip"
+    assert tested["after"] == pytest.approx(two["after"], abs=1 / 25), "`unlearn test` of the export on 2 ranks"

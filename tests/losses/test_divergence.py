@@ -160,6 +160,9 @@ def test_kl_hand_computed_two_tokens():
     policy[0, 2] = torch.tensor([0.0, math.log(7)])
     policy[0, 3] = torch.tensor([-9.0, 9.0])
     assert_close(kl_to_reference(policy, reference, labels), torch.tensor(math.log(64 / 21) / 4))
+    # A global count of 5 answer tokens over 2 ranks: the two KLs' sum, ½ log(64/21), divided by 2.5.
+    total = kl_to_reference(policy, reference, labels, num_tokens=torch.tensor(2.5))
+    assert_close(total, torch.tensor(math.log(64 / 21) / 5))
 
 
 def test_kl_matches_loop_reference_and_ignores_masked_positions():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
-from unlearn.losses.nll import LMHeadInputs, mean_token_nll
+from unlearn.losses.nll import LMHeadInputs, mean_token_nll, token_denominator
 
 
 def gradient_ascent_loss(
@@ -79,12 +79,14 @@ def simnpo_loss(nll_policy: Tensor, lengths: Tensor, *, beta: float = 2.5, gamma
     return (2.0 / beta) * per_row.sum() / valid.sum().clamp(min=1)
 
 
-def kl_to_reference(policy_logits: Tensor, reference_logits: Tensor, labels: Tensor) -> Tensor:
+def kl_to_reference(
+    policy_logits: Tensor, reference_logits: Tensor, labels: Tensor, *, num_tokens: Tensor | None = None
+) -> Tensor:
     """KL to the reference on answer tokens: a retain loss that keeps the whole distribution, not one label.
 
     Paper: used as the retain term of GradDiff/NPO in Maini et al. 2024, "TOFU", arXiv:2401.06121.
 
-    ``L = Σ_{b,t} m_{b,t} · KL(π_ref(·|t) ‖ π(·|t)) / Σ_{b,t} m_{b,t}``,
+    ``L = Σ_{b,t} m_{b,t} · KL(π_ref(·|t) ‖ π(·|t)) / N``, N = ``num_tokens`` or else ``Σ_{b,t} m_{b,t}``,
     ``KL(p ‖ q) = Σ_v p_v (log p_v − log q_v)``.
 
     Legend: m_{b,t} = 1 where ``labels[b, t+1]`` is an answer token (logits at t predict token t+1).
@@ -93,6 +95,7 @@ def kl_to_reference(policy_logits: Tensor, reference_logits: Tensor, labels: Ten
         policy_logits: (B, T, V) policy logits.
         reference_logits: (B, T, V) reference logits; constants (detached).
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the denominator; the global batch's answer tokens per rank under data parallelism.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
@@ -102,7 +105,7 @@ def kl_to_reference(policy_logits: Tensor, reference_logits: Tensor, labels: Ten
     logq = torch.log_softmax(policy_logits[:, :-1].to(dtype), dim=-1)  # (B, T-1, V)
     logp = torch.log_softmax(reference_logits[:, :-1].detach().to(dtype), dim=-1)  # (B, T-1, V)
     kl = F.kl_div(logq, logp, reduction="none", log_target=True).sum(dim=-1)  # (B, T-1)
-    return torch.where(mask, kl, 0.0).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, kl, 0.0).sum() / token_denominator(mask.sum(), num_tokens)
 
 
 def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -121,6 +124,7 @@ def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
     Args:
         logits: (B, T, V) policy logits on forget sequences.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the denominator; the global batch's answer tokens per rank under data parallelism.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.

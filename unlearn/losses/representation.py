@@ -105,6 +105,8 @@ def rr_loss(
     *,
     forget_coeff: float,
     retain_coeff: float,
+    forget_tokens: Tensor | None = None,
+    retain_tokens: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """RR (circuit breakers): make forget activations orthogonal to the original ones, keep retain activations.
 
@@ -125,15 +127,17 @@ def rr_loss(
         retain_mask: (B', T') retain tokens that count.
         forget_coeff: c_f.
         retain_coeff: c_r.
+        forget_tokens: the forget mean's token count (default the mask's), e.g. the global batch's per rank.
+        retain_tokens: the same for the retain mean.
 
     Returns:
         (total, forget_term, retain_term), scalar tensors; the terms are unweighted.
     """
     dtype = torch.promote_types(forget_hidden.dtype, torch.float32)
     cosine = F.cosine_similarity(forget_hidden.to(dtype), forget_reference.detach().to(dtype), dim=-1)  # (L, B, T)
-    forget_term = _masked_mean(F.relu(cosine), forget_mask)
+    forget_term = _masked_mean(F.relu(cosine), forget_mask, forget_tokens)
     distance = torch.linalg.vector_norm(retain_hidden.to(dtype) - retain_reference.detach().to(dtype), dim=-1)
-    retain_term = _masked_mean(distance, retain_mask)  # distance: (L, B', T')
+    retain_term = _masked_mean(distance, retain_mask, retain_tokens)  # distance: (L, B', T')
     return forget_coeff * forget_term + retain_coeff * retain_term, forget_term, retain_term
 
 
@@ -162,7 +166,9 @@ def rr_coefficients(step: int, total_steps: int, *, forget_coeff: float, retain_
     return forget_coeff * (1 - progress), retain_coeff * progress
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of (..., B, T) values over the tokens a (B, T) mask selects, every leading slice alike; 0.0 if none."""
-    mask = mask.bool().expand_as(values)
-    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)
+def _masked_mean(values: Tensor, mask: Tensor, num_tokens: Tensor | None = None) -> Tensor:
+    """Mean of (..., B, T) values over the tokens a (B, T) mask selects (or `num_tokens` of them), every leading
+    slice alike; 0.0 if none."""
+    slices = values.numel() // mask.numel()  # e.g. hooked layers
+    total = torch.where(mask.bool(), values, 0.0).sum()
+    return total / (token_denominator(mask.sum(), num_tokens) * slices)

@@ -67,7 +67,7 @@ class RetainRegularised(UnlearnModule):
             reference_logits = self.reference(
                 input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
             ).logits
-        return kl_to_reference(logits, reference_logits, retain["labels"])
+        return kl_to_reference(logits, reference_logits, retain["labels"], num_tokens=tokens(retain))
 
     def with_retain(self, forget_loss: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Total loss and its terms, for logging."""

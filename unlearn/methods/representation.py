@@ -227,6 +227,8 @@ class RR(UnlearnModule):
             retain["attention_mask"],
             forget_coeff=forget_coeff,
             retain_coeff=retain_coeff,
+            forget_tokens=positions(forget),
+            retain_tokens=positions(retain),
         )
         coeffs = torch.tensor([forget_coeff, retain_coeff])
         return {
