@@ -34,6 +34,8 @@ def test_wga_hand_computed():
     assert_close(wga_loss(logits, labels, alpha=1.0), torch.tensor(expected))
     expected = (0.25 * math.log(0.5) + 9 / 16 * math.log(0.75)) / 2
     assert_close(wga_loss(logits, labels, alpha=2.0), torch.tensor(expected))
+    # Sharded: the global batch has 8 answer tokens over 2 ranks, so this rank's sum divides by 4, not by its 2.
+    assert_close(wga_loss(logits, labels, alpha=2.0, num_tokens=torch.tensor(4.0)), torch.tensor(expected / 2))
 
 
 def test_satimp_hand_computed():
@@ -41,6 +43,8 @@ def test_satimp_hand_computed():
     logits, labels = two_token_batch()
     expected = (math.log(0.5) / 8 + 3 / 64 * math.log(0.75)) / 2
     assert_close(satimp_loss(logits, labels, beta1=1.0, beta2=2.0), torch.tensor(expected))
+    assert_close(satimp_loss(logits, labels, beta1=1.0, beta2=2.0, num_tokens=torch.tensor(4.0)),
+                 torch.tensor(expected / 2))
 
 
 def test_zero_powers_are_gradient_ascent():

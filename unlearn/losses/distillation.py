@@ -8,9 +8,17 @@ import torch
 from torch import Tensor
 
 from unlearn.data.collate import IGNORE_INDEX
+from unlearn.losses.nll import token_denominator
 
 
-def undial_loss(policy_logits: Tensor, reference_logits: Tensor, labels: Tensor, *, beta: float = 10.0) -> Tensor:
+def undial_loss(
+    policy_logits: Tensor,
+    reference_logits: Tensor,
+    labels: Tensor,
+    *,
+    beta: float = 10.0,
+    num_tokens: Tensor | None = None,
+) -> Tensor:
     """UNDIAL: distil the reference with the answer token's logit lowered by β, a bounded target, unlike ascent.
 
     Paper: Dong et al. 2024, "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large
@@ -31,11 +39,12 @@ def undial_loss(policy_logits: Tensor, reference_logits: Tensor, labels: Tensor,
         reference_logits: (B, T, V) reference logits; detached.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
         beta: β.
+        num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
     """
-    return _cross_entropy_to_lowered(policy_logits, reference_logits, labels, beta)
+    return _cross_entropy_to_lowered(policy_logits, reference_logits, labels, beta, num_tokens)
 
 
 def ceu_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -57,7 +66,7 @@ def ceu_loss(logits: Tensor, labels: Tensor) -> Tensor:
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
     """
-    return _cross_entropy_to_lowered(logits, logits, labels, math.inf)
+    return _cross_entropy_to_lowered(logits, logits, labels, math.inf, None)
 
 
 def drop_first_answer_tokens(labels: Tensor, count: int) -> Tensor:
@@ -74,7 +83,9 @@ def drop_first_answer_tokens(labels: Tensor, count: int) -> Tensor:
     return labels.masked_fill(answer & (answer.cumsum(dim=-1) <= count), IGNORE_INDEX)
 
 
-def _cross_entropy_to_lowered(logits: Tensor, target_logits: Tensor, labels: Tensor, lower_by: float) -> Tensor:
+def _cross_entropy_to_lowered(
+    logits: Tensor, target_logits: Tensor, labels: Tensor, lower_by: float, num_tokens: Tensor | None
+) -> Tensor:
     """Answer-token mean of CE(softmax(sg(target) − lower_by·e_y), softmax(logits)); shapes as in the callers."""
     mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
     dtype = torch.promote_types(logits.dtype, torch.float32)
@@ -83,4 +94,4 @@ def _cross_entropy_to_lowered(logits: Tensor, target_logits: Tensor, labels: Ten
     answer = torch.where(mask, labels[:, 1:], 0).unsqueeze(-1)  # (B, T-1, 1); ignore_index never reaches scatter
     lowered = target.scatter_add(-1, answer, torch.full_like(answer, -lower_by, dtype=dtype))
     cross_entropy = -(torch.softmax(lowered, dim=-1) * logq).sum(dim=-1)  # (B, T-1)
-    return torch.where(mask, cross_entropy, 0.0).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, cross_entropy, 0.0).sum() / token_denominator(mask.sum(), num_tokens)

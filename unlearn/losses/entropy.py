@@ -55,6 +55,8 @@ def entropy_objective(
     lambda_forget: float = 1.0,
     lambda_retain: float = -0.25,
     temperature: float = 1.0,
+    forget_tokens: Tensor | None = None,
+    retain_tokens: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Entropy regulariser added to an unlearning loss: concentrate forget outputs, keep retain outputs diverse.
 
@@ -81,10 +83,12 @@ def entropy_objective(
         lambda_forget: λ_f.
         lambda_retain: λ_r.
         temperature: T > 0.
+        forget_tokens: `num_tokens` of the forget mean (default its answer tokens); retain_tokens likewise.
+        retain_tokens: see forget_tokens.
 
     Returns:
         (total, H_forget, H_retain), scalar tensors; an all-masked side contributes 0.0.
     """
-    h_forget = token_entropy(forget_logits, forget_labels, temperature=temperature)
-    h_retain = token_entropy(retain_logits, retain_labels, temperature=temperature)
+    h_forget = token_entropy(forget_logits, forget_labels, temperature=temperature, num_tokens=forget_tokens)
+    h_retain = token_entropy(retain_logits, retain_labels, temperature=temperature, num_tokens=retain_tokens)
     return lambda_forget * h_forget + lambda_retain * h_retain, h_forget, h_retain

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from unlearn.losses.nll import LMHeadInputs, shifted_logprobs
+from unlearn.losses.nll import LMHeadInputs, shifted_logprobs, token_denominator
 
 
-def wga_loss(logits: Tensor | LMHeadInputs, labels: Tensor, *, alpha: float = 1.0) -> Tensor:
+def wga_loss(
+    logits: Tensor | LMHeadInputs, labels: Tensor, *, alpha: float = 1.0, num_tokens: Tensor | None = None
+) -> Tensor:
     """Weighted gradient ascent: tokens the policy already finds unlikely stop pulling, so GA cannot run away.
 
     Paper: Wang et al. 2025, "Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond",
@@ -23,15 +25,23 @@ def wga_loss(logits: Tensor | LMHeadInputs, labels: Tensor, *, alpha: float = 1.
         logits: (B, T, V) policy logits on forget sequences, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
         alpha: α.
+        num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor.
     """
     logp, mask = shifted_logprobs(logits, labels)
-    return _reweighted_ascent(logp, mask, logp.detach().exp() ** alpha)
+    return _reweighted_ascent(logp, mask, logp.detach().exp() ** alpha, num_tokens)
 
 
-def satimp_loss(logits: Tensor | LMHeadInputs, labels: Tensor, *, beta1: float = 5.0, beta2: float = 1.0) -> Tensor:
+def satimp_loss(
+    logits: Tensor | LMHeadInputs,
+    labels: Tensor,
+    *,
+    beta1: float = 5.0,
+    beta2: float = 1.0,
+    num_tokens: Tensor | None = None,
+) -> Tensor:
     """SatImp: weight each token by saturation (still likely) times importance (not yet certain), then ascend.
 
     Paper: Yang et al. 2025, "Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning", ICML 2025,
@@ -51,15 +61,16 @@ def satimp_loss(logits: Tensor | LMHeadInputs, labels: Tensor, *, beta1: float =
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
         beta1: β₁ ≥ 0, saturation power.
         beta2: β₂ ≥ 0, importance power.
+        num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor.
     """
     logp, mask = shifted_logprobs(logits, labels)
     p = logp.detach().exp()
-    return _reweighted_ascent(logp, mask, p**beta1 * (1 - p) ** beta2)
+    return _reweighted_ascent(logp, mask, p**beta1 * (1 - p) ** beta2, num_tokens)
 
 
-def _reweighted_ascent(logp: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+def _reweighted_ascent(logp: Tensor, mask: Tensor, weights: Tensor, num_tokens: Tensor | None) -> Tensor:
     """Token mean of w · log p over answer tokens, the ascent both losses share (all (B, T-1))."""
-    return torch.where(mask, weights * logp, 0.0).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, weights * logp, 0.0).sum() / token_denominator(mask.sum(), num_tokens)

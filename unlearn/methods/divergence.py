@@ -192,7 +192,8 @@ class WGA(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return self.with_retain(wga_loss(self.lm_outputs(forget), forget["labels"], alpha=self.beta), batch)
+        loss = wga_loss(self.lm_outputs(forget), forget["labels"], alpha=self.beta, num_tokens=tokens(forget))
+        return self.with_retain(loss, batch)
 
 
 class SatImp(RetainRegularised):
@@ -211,7 +212,9 @@ class SatImp(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        loss = satimp_loss(self.lm_outputs(forget), forget["labels"], beta1=self.beta1, beta2=self.beta2)
+        loss = satimp_loss(
+            self.lm_outputs(forget), forget["labels"], beta1=self.beta1, beta2=self.beta2, num_tokens=tokens(forget)
+        )
         return self.with_retain(loss, batch)
 
 
@@ -255,4 +258,5 @@ class UNDIAL(RetainRegularised):
         forget = batch["forget"]
         with torch.no_grad():
             reference = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
-        return self.with_retain(undial_loss(self(forget), reference, forget["labels"], beta=self.beta), batch)
+        loss = undial_loss(self(forget), reference, forget["labels"], beta=self.beta, num_tokens=tokens(forget))
+        return self.with_retain(loss, batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.losses import LMHeadInputs, entropy_objective, token_entropy
+from unlearn.methods.base import tokens
 from unlearn.methods.divergence import NPO, GradDiff, RetainRegularised
 
 
@@ -57,7 +58,9 @@ class EntropyRegularised(RetainRegularised):
             terms = super().objective(batch)
             forget = batch["forget"]
             if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
-                h_forget = token_entropy(self.lm_outputs(forget), forget["labels"], temperature=self.temperature)
+                h_forget = token_entropy(
+                    self.lm_outputs(forget), forget["labels"], temperature=self.temperature, num_tokens=tokens(forget)
+                )
                 return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
             retain = batch["retain"]
             total, h_forget, h_retain = entropy_objective(
@@ -68,6 +71,8 @@ class EntropyRegularised(RetainRegularised):
                 lambda_forget=self.lambda_forget,
                 lambda_retain=self.lambda_retain,
                 temperature=self.temperature,
+                forget_tokens=tokens(forget),
+                retain_tokens=tokens(retain),
             )
             return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
         finally:
