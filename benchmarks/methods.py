@@ -50,16 +50,23 @@ def run_method(name: str, workdir: Path) -> dict:
     return {"before": metrics["before"], "after": metrics["after"], "wall_s": round(wall, 1)}
 
 
+def meets_target(run: dict) -> bool:
+    """Issue 5's bar: forget MCQ at most 0.35 (chance is 0.25) with retain MCQ at least 0.9x its value before."""
+    before, after = run["before"], run["after"]
+    return after["forget/mcq_acc"] <= 0.35 and after["retain/mcq_acc"] >= 0.9 * before["retain/mcq_acc"]
+
+
 def table(runs: dict[str, dict]) -> str:
-    """Markdown: before -> after per column, and wall time."""
-    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in COLUMNS) + " | wall |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+    """Markdown: before -> after per column, whether the target is met, and wall time."""
+    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in COLUMNS) + " | target | wall |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
     for name, run in runs.items():
         if "error" in run:
-            lines.append(f"| {name} | " + " | ".join("failed" for _ in COLUMNS) + f" | {run['wall_s']:.0f} s |")
+            lines.append(f"| {name} | " + " | ".join("failed" for _ in COLUMNS) + f" | no | {run['wall_s']:.0f} s |")
             continue
         cells = [f"{run['before'][c]:.2f} -> {run['after'][c]:.2f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {run['wall_s']:.0f} s |")
+        met = "yes" if meets_target(run) else "no"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {met} | {run['wall_s']:.0f} s |")
     return "\n".join(lines)
 
 
