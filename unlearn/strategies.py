@@ -138,3 +138,12 @@ def lockstep(model: torch.nn.Module) -> Iterator[None]:
 def in_lockstep(model: torch.nn.Module) -> bool:
     """Whether `lockstep` pairs this model's forwards: generation must then not sync ranks itself as well."""
     return id(model) in _IN_LOCKSTEP
+
+
+def mean_over_ranks(value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weight-averaged value over every rank (e.g. a per-batch statistic of the global batch); itself alone."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    both = torch.stack([value * weight, weight.to(value.dtype)])
+    torch.distributed.all_reduce(both)
+    return both[0] / both[1].clamp(min=1)

@@ -79,14 +79,17 @@ def runs(tmp_path_factory):
     resumed = fit(base / "resumed", *zero3, "--ckpt_path", str(epoch_end))
     frozen = fit(base / "frozen", *zero3, "--model.init_args.reference", "frozen")
     zero2 = fit(base / "zero2", *zero3, "--trainer.strategy", "deepspeed_stage_2_cpu")
-    return base, single, sharded, resumed, frozen, zero2
+    fused = fit(base / "fused", *zero3, "--model.init_args.reference", "frozen", "--model.init_args.fused_logprob",
+                "true")
+    return base, single, sharded, resumed, frozen, zero2, fused
 
 
 def test_zero3_on_two_ranks_trains_like_one_process(runs):
-    _, single, sharded, _, frozen, zero2 = runs
-    assert len(single) == len(sharded) == len(frozen) == len(zero2) == 10
+    _, single, sharded, _, frozen, zero2, fused = runs
+    assert len(single) == len(sharded) == len(frozen) == len(zero2) == len(fused) == 10
     assert sharded == pytest.approx(single, abs=1e-3)
     assert zero2 == pytest.approx(single, abs=1e-3), "ZeRO-2 (states partitioned, weights whole) too"
+    assert fused == pytest.approx(single, abs=1e-3), "the fused lm-head path reads the partitioned head weight"
     assert frozen == pytest.approx(single, abs=1e-3), "a partitioned frozen reference scores like the cache"
     assert single[-1] < single[0] - 1, "the runs must actually train"
 

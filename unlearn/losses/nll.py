@@ -19,6 +19,9 @@ class LMHeadInputs:
     weight: Tensor  # (V, H) lm-head weight
     bias: Tensor | None = None  # (V,)
     backend: Literal["auto", "triton", "torch"] = "auto"
+    # The lm-head module itself: the kernel then runs as its forward, reading its weight and bias at that moment,
+    # so hooks on it run as for a plain call (ZeRO-3 gathers the partitioned weight for forward and backward).
+    head: torch.nn.Module | None = None
 
     def answer_token_outputs(
         self, labels: Tensor, *, ignore_index: int, temperature: float = 1.0, with_entropy: bool = False
@@ -27,12 +30,29 @@ class LMHeadInputs:
         from unlearn.kernels import fused_linear_logprob  # Triton exists on Linux only; import on first use
 
         mask = labels[:, 1:] != ignore_index  # (B, T-1)
-        hidden = self.hidden[:, :-1][mask]  # (N, H), N answer tokens
-        logp, entropy = fused_linear_logprob(
-            hidden, self.weight, labels[:, 1:][mask], bias=self.bias, ignore_index=ignore_index,
-            temperature=temperature, with_entropy=with_entropy, backend=self.backend,
-        )
+        targets = labels[:, 1:][mask]  # (N,), N answer tokens
+
+        def kernel(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+            return fused_linear_logprob(
+                hidden, weight, targets, bias=bias, ignore_index=ignore_index,
+                temperature=temperature, with_entropy=with_entropy, backend=self.backend,
+            )
+
+        hidden = self.hidden[:, :-1][mask]  # (N, H)
+        if self.head is None:
+            logp, entropy = kernel(hidden, self.weight, self.bias)
+        else:
+            logp, entropy = _as_forward(self.head, lambda h: kernel(h, self.head.weight, self.head.bias), hidden)
         return _scatter(logp, mask), None if entropy is None else _scatter(entropy, mask), mask
+
+
+def _as_forward(module: torch.nn.Module, function, *args):
+    """`function(*args)` called as `module`'s forward, inside the hooks that a call to the module runs."""
+    module.forward = function
+    try:
+        return module(*args)
+    finally:
+        del module.forward
 
 
 def _scatter(values: Tensor, mask: Tensor) -> Tensor:

@@ -117,7 +117,7 @@ class UnlearnModule(L.LightningModule, ABC):
             return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         hidden = model.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         head = model.get_output_embeddings()
-        return LMHeadInputs(hidden.last_hidden_state, head.weight, head.bias, backend=self.kernel_backend)
+        return LMHeadInputs(hidden.last_hidden_state, head.weight, head.bias, backend=self.kernel_backend, head=head)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.objective(batch)

@@ -11,6 +11,7 @@ from unlearn.losses import adaptive_steering_coeff, mean_token_nll, rmu_loss, rr
 from unlearn.methods.base import UnlearnModule, positions
 from unlearn.methods.reference import frozen_copy
 from unlearn.models import decoder_layers
+from unlearn.strategies import mean_over_ranks
 
 
 class _StopForward(Exception):
@@ -103,6 +104,8 @@ class AdaptiveRMU(RMU):
         with torch.no_grad():
             reference = layer_output(self.reference, forget, self.layer)
             coeff = adaptive_steering_coeff(reference, forget["attention_mask"], scale=self.scale)
+            # The global batch's mean norm, whatever the number of ranks it is split over.
+            coeff = mean_over_ranks(coeff, forget["attention_mask"].sum())
         return coeff.to(self.dtype) * self.direction.to(self.dtype)
 
 
