@@ -39,5 +39,8 @@ def test_peak_memory_sees_what_a_step_allocates(tmp_path):
     busy = peak(tmp_path / "busy", [Allocates()])
     assert quiet["world_size"] == 1 and len(quiet["rank_bytes"]) == len(busy["rank_bytes"]) == 1
     assert quiet["rank_bytes"][0] >= quiet["start_bytes"][0] > 0
-    grown = busy["rank_bytes"][0] - busy["start_bytes"][0]
-    assert grown >= BLOCK, f"the peak rose {grown / 2**20:.0f} MiB above the start, less than the 256 MiB block"
+    quiet_growth = quiet["rank_bytes"][0] - quiet["start_bytes"][0]
+    growth = busy["rank_bytes"][0] - busy["start_bytes"][0]
+    # Pages freed after the start reading can shave a little off the difference: allow 10% of the block.
+    assert growth >= 0.9 * BLOCK, f"the peak rose {growth / 2**20:.0f} MiB above the start; the block is 256 MiB"
+    assert quiet_growth < 0.5 * BLOCK, f"without the block the peak still rose {quiet_growth / 2**20:.0f} MiB"
