@@ -1,7 +1,7 @@
 """Run methods on the embedded default and gather their before/after metrics and wall time into one table.
 
     python -m benchmarks.methods                       # every method config under configs/
-    python -m benchmarks.methods --methods rmu,npo,wga
+    python -m benchmarks.methods --methods rmu,npo,wga  # updates these rows of the day's result file
 
 Each method is `python -m unlearn fit --config configs/<method>.yaml` in its own process (the command a user runs),
 timed from start to exit; results go to benchmarks/results/methods_<device>_<date>.json and a Markdown table.
@@ -87,10 +87,14 @@ def main() -> None:
             print(table({name: runs[name]}).splitlines()[-1], flush=True)
     device = (torch.cuda.get_device_name() if torch.cuda.is_available()
               else f"CPU, {os.cpu_count()} cores ({platform.machine()})")
-    report = {"device": device, "date": datetime.date.today().isoformat(),
-              "command": "python -m unlearn fit --config configs/<method>.yaml", "runs": runs}
+    date = datetime.date.today().isoformat()
     slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
-    path = atomic_write_json(args.out / f"methods_{slug}_{report['date']}.json", report)
+    path = args.out / f"methods_{slug}_{date}.json"
+    if path.exists():  # a subset re-run updates its rows of the day's table and keeps the others
+        runs = {**json.loads(path.read_text())["runs"], **runs}
+    report = {"device": device, "date": date, "command": "python -m unlearn fit --config configs/<method>.yaml",
+              "runs": runs}
+    atomic_write_json(path, report)
     print(table(runs))
     print(f"saved {path}")
 
