@@ -7,7 +7,7 @@ from torchmetrics.functional import auroc
 
 from unlearn.data.collate import Collator
 from unlearn.data.sources import Source, SyntheticQA
-from unlearn.methods import NPO, GradDiff
+from unlearn.methods import NPO, RMU, GradDiff
 from unlearn.methods.adapter import adapters_disabled
 from unlearn.methods.grun import GRUN, GatedLoReFT, gate_logits, load_grun, prompt_end_positions
 from unlearn.models import load_model, load_tokenizer
@@ -86,6 +86,16 @@ def test_grun_npo_trains_only_grun_and_reloads(tmp_path):
         assert not torch.allclose(logits(module.model, inputs), expected), "the intervention must have moved"
     reloaded = load_grun(load_model("tiny-scratch"), tmp_path / "out").eval()
     assert torch.allclose(logits(reloaded, inputs), expected, atol=1e-5)
+
+
+def test_grun_rmu_on_qa_rows_moves_the_steered_layer(tmp_path):
+    """Around RMU, the interventions at the prompt end reach the steered layer's answer activations: the forget
+    term falls while only GRUN's weights train."""
+    module = RMU(model="tiny-scratch", layer=1, adapter=GRUN(layers=[0, 1], rank=2), optimizer=adam(3e-2))
+    steps = fit(module, tmp_path, steps=6)
+    assert steps[-1]["train/forget"] < steps[0]["train/forget"]
+    trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("grun.") for n in trainable)
 
 
 def test_grun_refuses_merging():
