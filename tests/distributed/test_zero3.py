@@ -103,6 +103,16 @@ def test_zero3_export_is_the_full_model(runs):
         torch.testing.assert_close(value, reference, atol=2e-3, rtol=0, msg=f"{name} differs")
 
 
+def test_deepspeed_checkpoints_leave_the_frozen_reference_out(runs):
+    base, *_ = runs
+    files = sorted((base / "frozen" / "checkpoints").glob("*/checkpoint/*model_states.pt"))  # per rank and epoch
+    assert len(files) >= 2
+    for states in files:
+        module = torch.load(states, map_location="cpu", weights_only=False)["module"]
+        assert any(k.startswith("model.") for k in module)
+        assert not any(k.startswith("reference.") for k in module), "the frozen copy is rebuilt, not saved"
+
+
 def test_a_resumed_zero3_run_ends_where_the_uninterrupted_one_does(runs):
     _, _, sharded, resumed, *_ = runs
     steps_per_epoch = 7  # 50 forget rows in global batches of 8

@@ -61,6 +61,7 @@ class UnlearnModule(L.LightningModule, ABC):
         self.kernel_backend = kernel_backend
         self.model: torch.nn.Module | None = None
         self.strict_loading = False  # checkpoints leave the frozen reference out
+        self.register_state_dict_post_hook(_without_reference)
 
     def configure_model(self) -> None:
         """Load the policy once, then let the method prepare what it needs from it."""
@@ -154,12 +155,6 @@ class UnlearnModule(L.LightningModule, ABC):
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep frozen references out of checkpoints: they are rebuilt from the base model."""
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith("reference.")]:
-            del state[key]
-
     def on_fit_end(self) -> None:
         """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically."""
         target = Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
@@ -176,6 +171,13 @@ class UnlearnModule(L.LightningModule, ABC):
                 atomic_save_dir(target, write)
                 print(f"saved the unlearned model to {target}")
         self.trainer.strategy.barrier()
+
+
+def _without_reference(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """A frozen reference is rebuilt from the base model: leave it out of every checkpoint, Lightning's or DeepSpeed's
+    (whose engine saves the module's state_dict itself)."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}reference.")]:
+        del state_dict[key]
 
 
 def check_fusable_head(model: torch.nn.Module, name: str) -> None:
