@@ -101,6 +101,11 @@ def gathered_parameters(
     return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
 
 
+def is_partitioned(model: torch.nn.Module) -> bool:
+    """Whether ZeRO-3 has partitioned the model's parameters (each then carries a DeepSpeed id)."""
+    return any(hasattr(param, "ds_id") for param in model.parameters())
+
+
 _IN_LOCKSTEP: set[int] = set()
 
 
@@ -112,8 +117,7 @@ def lockstep(model: torch.nn.Module) -> Iterator[None]:
     path) than another. Before each forward the ranks exchange whether they still have work; a rank that is done
     runs one-token forwards until every rank is. A no-op unless the parameters are partitioned over several ranks.
     """
-    partitioned = any(hasattr(p, "ds_id") for p in model.parameters())
-    if not (partitioned and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
+    if not (is_partitioned(model) and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1):
         yield
         return
     device = next(model.parameters()).device

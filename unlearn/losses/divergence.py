@@ -124,7 +124,6 @@ def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
     Args:
         logits: (B, T, V) policy logits on forget sequences.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
-        num_tokens: the denominator; the global batch's answer tokens per rank under data parallelism.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.

@@ -11,6 +11,7 @@ import torch
 from unlearn.losses import LMHeadInputs, sequence_nll
 from unlearn.methods.adapter import adapter_layers, adapters_disabled
 from unlearn.models import decoder_layers, load_model
+from unlearn.strategies import is_partitioned
 
 REFERENCE_STRATEGIES = ("cached", "frozen")
 
@@ -56,7 +57,7 @@ def frozen_copy(model: torch.nn.Module, keep_layers: int | None = None) -> torch
     """
     if adapter_layers(model):
         return AdaptersOff(model)
-    if any(hasattr(param, "ds_id") for param in model.parameters()):
+    if is_partitioned(model):
         # ZeRO-3 partitions cannot be deep-copied: load the weights again, partitioned like the policy.
         reference = load_model(model.name_or_path, str(model.dtype).removeprefix("torch."))
     else:
