@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from unlearn.data.prompts import PLAIN
 from unlearn.eval.evaluator import SyntheticEvaluator
 from unlearn.models import load_model, load_tokenizer
 
@@ -27,7 +28,9 @@ def test_names_of_quick_and_full_suites():
 def test_full_evaluation_reports_every_name():
     evaluator = SyntheticEvaluator(full=True, limit=4, progress=False)
     trainer = SimpleNamespace(global_rank=0, world_size=1, is_global_zero=True)
-    module = SimpleNamespace(model=load_model("tiny-target"), tokenizer=load_tokenizer("tiny-target"), device="cpu")
+    module = SimpleNamespace(
+        model=load_model("tiny-target"), tokenizer=load_tokenizer("tiny-target"), device="cpu", prompt_format=PLAIN
+    )
     evaluator.setup(trainer, module, "fit")
     results = evaluator.evaluate(trainer, module, "before")
     assert set(results) == FULL

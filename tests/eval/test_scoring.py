@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 from transformers import AddedToken, LlamaForCausalLM
 
-from unlearn.data.collate import qa_prompt
+from unlearn.data.prompts import PLAIN
 from unlearn.eval import scoring
 from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
 from unlearn.models import build_tiny_model, build_tiny_tokenizer
@@ -20,6 +20,11 @@ QUESTIONS = [
     "When was Tre Velmar born?",
 ]
 CITIES = ["Velmora", "Tarsk", "Quillon", "Brask", "Rook"]
+
+
+def plain_prompt(question: str) -> str:
+    """The plain format written out by hand, independent of PromptFormat."""
+    return f"Question: {question}\nAnswer:"
 
 
 def tiny_llama(vocab_size: int) -> LlamaForCausalLM:
@@ -72,7 +77,7 @@ def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
     for k, row in enumerate(rows):
         for c, choice in enumerate(row["choices"]):
             if template == "cloze":
-                context, continuation = qa_prompt(row["question"]), " " + choice
+                context, continuation = plain_prompt(row["question"]), " " + choice
             else:
                 context, continuation = letter_prompt(row["question"], row["choices"]), " " + "ABCD"[c]
             context_ids = tokenizer(context).input_ids
@@ -140,7 +145,7 @@ def test_cloze_single_token_fast_path_equals_reference(model, tokenizer, monkeyp
 def test_letter_fast_path_equals_general_path_and_reference(letter_model, letter_tokenizer, monkeypatch):
     """With one-token letters, the fast path agrees with the pair-by-pair general path and the reference."""
     rows = mcq_rows([["3", "4", "five", "six"]] * 5)
-    contexts, continuations = scoring._encode_choices(letter_tokenizer, rows, "letter", "")
+    contexts, continuations = scoring._encode_choices(letter_tokenizer, rows, "letter", "", PLAIN)
     assert all(len(ids) == 1 for conts in continuations for ids in conts)
     general = scoring._continuation_scores(
         letter_model, contexts, continuations, pad_id=0, batch_size=3, progress=False
@@ -193,7 +198,7 @@ def test_mcq_predictions_argmax_ignores_missing_choices():
 
 def reference_answer(model, tokenizer, question: str, max_new_tokens: int) -> str:
     """Independent reference: greedy generation of one prompt alone, so no padding at all."""
-    input_ids = torch.tensor([tokenizer(qa_prompt(question)).input_ids])
+    input_ids = torch.tensor([tokenizer(plain_prompt(question)).input_ids])
     output = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0)
     return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
 
@@ -216,7 +221,7 @@ def test_generate_stops_at_the_first_stop_string(model, tokenizer):
 def test_generate_cuts_at_any_eos_of_the_generation_config(tokenizer):
     """A model-declared EOS id (as Llama 3 lists several) ends the answer at its first occurrence."""
     model = tiny_llama(len(tokenizer))
-    input_ids = torch.tensor([tokenizer(qa_prompt(QUESTIONS[1])).input_ids])
+    input_ids = torch.tensor([tokenizer(plain_prompt(QUESTIONS[1])).input_ids])
     generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, input_ids.shape[1] :]
     eos = int(generated[3])
     cut = generated.tolist().index(eos)

@@ -6,6 +6,7 @@ from test_methods import adam, fit
 from torchmetrics.functional import auroc
 
 from unlearn.data.collate import Collator
+from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import Source, SyntheticQA
 from unlearn.methods import NPO, RMU, GradDiff
 from unlearn.methods.adapter import adapters_disabled
@@ -56,7 +57,7 @@ def test_grun_acts_only_at_the_prompt_end_and_switches_off():
     tokenizer = load_tokenizer("tiny-scratch")
     model = load_model("tiny-scratch")
     base = load_model("tiny-scratch")
-    GRUN(layers=[1, -1]).attach(model, "tiny-scratch", tokenizer)
+    GRUN(layers=[1, -1]).attach(model, "tiny-scratch", tokenizer, PromptFormat())
     with torch.no_grad():
         for edit in model.grun.edits.values():
             edit.source.bias.fill_(1.0)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from unlearn.data.collate import IGNORE_INDEX, Collator
+from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import Source
 from unlearn.models import load_tokenizer
 
@@ -27,6 +28,7 @@ class UnlearnDataModule(L.LightningDataModule):
         retain_batch_size: int | None = None,
         max_length: int = 256,
         seed: int = 0,
+        prompt_format: str = "plain",
     ) -> None:
         """
         Args:
@@ -40,6 +42,7 @@ class UnlearnDataModule(L.LightningDataModule):
             retain_batch_size: retain rows per step and rank.
             max_length: longest tokenised row; longer rows are cut at the end.
             seed: seeds the forget order and the retain draws.
+            prompt_format: how QA rows are put to the model (linked to the model's by the CLI; see PromptFormat).
         """
         super().__init__()
         if forget is None and retain is None:
@@ -54,6 +57,7 @@ class UnlearnDataModule(L.LightningDataModule):
         self.retain_batch_size = retain_batch_size or batch_size
         self.max_length = max_length
         self.seed = seed
+        self.prompt_format = PromptFormat(prompt_format)
         self.rows: dict[str, list[dict]] = {}
         self._counts: dict[str, dict[int, tuple[int, int]]] = {}
 
@@ -61,7 +65,7 @@ class UnlearnDataModule(L.LightningDataModule):
         if self.rows:
             return
         self.tokenizer = load_tokenizer(self.tokenizer_name)
-        self.collator = Collator(self.tokenizer, self.max_length)
+        self.collator = Collator(self.tokenizer, self.max_length, prompt_format=self.prompt_format)
         for role, source in self.sources.items():
             if source is None:
                 continue

@@ -58,7 +58,8 @@ class Evaluator(L.Callback):
             show = self.progress and trainer.is_global_zero
             with lockstep(pl_module.model):  # ZeRO-3: ranks with different rows still gather parameters together
                 items[task.metric_name] = task.run(
-                    pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show
+                    pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show,
+                    pl_module.prompt_format,
                 )
             results.update(task.results(metric))
             metric.reset()

@@ -7,16 +7,17 @@ from collections.abc import Iterator
 import torch
 
 from unlearn.data.collate import Collator
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval.mia import loss_score
 from unlearn.eval.scoring import _inference
 from unlearn.losses import shifted_logprobs
 
 
 def answer_forward(
-    model, tokenizer, rows: list[dict], batch_size: int
+    model, tokenizer, rows: list[dict], batch_size: int, prompt_format: PromptFormat = PLAIN
 ) -> Iterator[tuple[list[dict], torch.Tensor, torch.Tensor]]:
     """Yield (rows, logits (B, T, V), labels (B, T)) per batch; labels keep only answer tokens and the EOS."""
-    collate, device = Collator(tokenizer), model.device
+    collate, device = Collator(tokenizer, prompt_format=prompt_format), model.device
     with _inference(model):
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -25,13 +26,15 @@ def answer_forward(
             yield chunk, logits, batch["labels"]
 
 
-def mean_answer_logprobs(model, tokenizer, rows: list[dict], batch_size: int) -> torch.Tensor:
+def mean_answer_logprobs(
+    model, tokenizer, rows: list[dict], batch_size: int, prompt_format: PromptFormat = PLAIN
+) -> torch.Tensor:
     """(N,) ``log P(a|q)^(1/|a|)``, the mean answer-token log-prob of each row, on the CPU in float64.
 
     |a| counts the answer's tokens and the EOS the collator appends, as TOFU's labels include it.
     """
     values = [
         -loss_score(*shifted_logprobs(logits, labels)).double().cpu()
-        for _, logits, labels in answer_forward(model, tokenizer, rows, batch_size)
+        for _, logits, labels in answer_forward(model, tokenizer, rows, batch_size, prompt_format)
     ]
     return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)

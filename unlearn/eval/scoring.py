@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from unlearn.data.collate import qa_prompt
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.strategies import in_lockstep
 
 LETTERS = string.ascii_uppercase
@@ -28,8 +29,9 @@ def generate_answers(
     temperature: float = 1.0,
     stop: Sequence[str] = ("\n",),
     progress: bool = False,
+    prompt_format: PromptFormat = PLAIN,
 ) -> list[str]:
-    """Answer each `qa_prompt(question)`, left-padded so every row continues from its own last token.
+    """Answer each question put in `prompt_format`, left-padded so every row continues from its own last token.
 
     Args:
         model: a Hugging Face causal LM.
@@ -42,6 +44,7 @@ def generate_answers(
         temperature: softmax temperature when sampling.
         stop: strings that end an answer; generation also stops early once every row has produced one.
         progress: show a progress bar over batches.
+        prompt_format: how each question is put to the model (the one training used).
 
     Returns:
         One answer per question: the continuation cut at EOS and at the first stop string, stripped.
@@ -56,8 +59,9 @@ def generate_answers(
     try:
         with _inference(model):
             for start in tqdm(range(0, len(questions), batch_size), desc="generate", disable=not progress):
-                prompts = [qa_prompt(q) for q in questions[start : start + batch_size]]
-                batch = tokenizer(prompts, return_tensors="pt", padding=True)
+                prompts = [prompt_format.prompt(q, tokenizer) for q in questions[start : start + batch_size]]
+                special = prompt_format.special_tokens
+                batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special)
                 output = model.generate(
                     input_ids=batch["input_ids"].to(model.device),
                     attention_mask=batch["attention_mask"].to(model.device),
@@ -93,12 +97,14 @@ def choice_logprobs(
     description: str = "",
     batch_size: int = 32,
     progress: bool = False,
+    prompt_format: PromptFormat = PLAIN,
 ) -> torch.Tensor:
     """Summed log-probability of each choice's continuation given its question, as lm-evaluation-harness does.
 
-    cloze: context `qa_prompt(question)`, continuation `" " + choice`; letter: context `letter_prompt(...)`,
-    continuation `" A"`, `" B"`, ... The context is tokenised with special tokens; a continuation's tokens are those
-    that context + continuation adds, as lm-evaluation-harness's HFLM splits them (its predictions are ours).
+    cloze: context the question in `prompt_format`, continuation the choice as an answer follows it; letter:
+    context `letter_prompt(...)`, continuation `" A"`, `" B"`, ... The context is tokenised with special tokens
+    (a chat prompt carries its own); a continuation's tokens are those that context + continuation adds, as
+    lm-evaluation-harness's HFLM splits them (its predictions are ours).
     When every continuation is one token, one forward per question over its context scores all its choices.
 
     Args:
@@ -109,6 +115,7 @@ def choice_logprobs(
         description: text before each letter-template prompt (ignored by cloze).
         batch_size: sequences per forward pass.
         progress: show a progress bar over batches.
+        prompt_format: how cloze puts the question to the model (letter is lm-evaluation-harness's own template).
 
     Returns:
         (N, C) float32 scores on the model's device, C the most choices of any row; missing choices are -inf.
@@ -118,7 +125,7 @@ def choice_logprobs(
     empty = [k for k, row in enumerate(rows) if not row["choices"]]
     if empty:
         raise ValueError(f"rows {empty} have no choices to score")
-    contexts, continuations = _encode_choices(tokenizer, rows, template, description)
+    contexts, continuations = _encode_choices(tokenizer, rows, template, description, prompt_format)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     single_token = all(len(ids) == 1 for conts in continuations for ids in conts)
     score = _next_token_scores if single_token else _continuation_scores
@@ -141,7 +148,7 @@ def mcq_predictions(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _encode_choices(
-    tokenizer, rows: list[dict], template: str, description: str
+    tokenizer, rows: list[dict], template: str, description: str, prompt_format: PromptFormat
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
     """Context ids (with special tokens) per row and continuation ids per choice, split as the harness splits them.
 
@@ -149,15 +156,17 @@ def _encode_choices(
     continuation tokenised alone: a tokenizer that prepends its word marker to every text (the "▁" of Llama-2's
     and Mistral's tokenizer.json) turns " A" alone into two tokens, "▁" and "▁A", but into "▁A" after "Answer:".
     """
+    special = True
     if template == "cloze":
-        contexts = [qa_prompt(row["question"]) for row in rows]
-        texts = [[" " + choice for choice in row["choices"]] for row in rows]
+        contexts = [prompt_format.prompt(row["question"], tokenizer) for row in rows]
+        texts = [[prompt_format.answer(choice) for choice in row["choices"]] for row in rows]
+        special = prompt_format.special_tokens
     else:
         contexts = [letter_prompt(row["question"], row["choices"], description=description) for row in rows]
         texts = [[" " + letter for letter in LETTERS[: len(row["choices"])]] for row in rows]
-    context_ids = tokenizer(contexts).input_ids if contexts else []
+    context_ids = tokenizer(contexts, add_special_tokens=special).input_ids if contexts else []
     whole = [context + text for context, row_texts in zip(contexts, texts, strict=True) for text in row_texts]
-    whole_ids = tokenizer(whole).input_ids if whole else []
+    whole_ids = tokenizer(whole, add_special_tokens=special).input_ids if whole else []
     continuations, start = [], 0
     for k, (ids, row_texts) in enumerate(zip(context_ids, texts, strict=True)):
         continuations.append([full[len(ids) :] for full in whole_ids[start : start + len(row_texts)]])
@@ -180,11 +189,10 @@ def _next_token_scores(
     batch_size: int,
     progress: bool,
 ) -> list[torch.Tensor]:
-    """Fast path for one-token continuations: the next-token log-softmax at each context's last position."""
+    """Fast path for one-token continuations: the next-token log-softmax at each context's end, one forward."""
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, lengths, logits in _right_padded_forward(model, contexts, pad_id, batch_size, progress):
-        rows = torch.arange(len(index), device=logits.device)
-        logprobs = logits[rows, lengths - 1].float().log_softmax(dim=-1)  # (B, V)
+    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, progress, keep_cache=False):
+        logprobs = last.float().log_softmax(dim=-1)  # (B, V)
         for row, k in enumerate(index):
             per_row[k] = logprobs[row, [ids[0] for ids in continuations[k]]]  # (C_k,)
     return per_row
@@ -199,50 +207,81 @@ def _continuation_scores(
     batch_size: int,
     progress: bool,
 ) -> list[torch.Tensor]:
-    """General path: one forward per (question, choice) pair, summing the continuation tokens' log-probs."""
-    pairs = [(k, c) for k, conts in enumerate(continuations) for c in range(len(conts))]
-    sequences = [contexts[k] + continuations[k][c] for k, c in pairs]
-    pair_scores = torch.empty(len(pairs), device=model.device)  # (P,)
-    for index, _, logits in _right_padded_forward(model, sequences, pad_id, batch_size, progress):
-        rows, positions, targets = [], [], []
-        for row, p in enumerate(index):
-            k, c = pairs[p]
-            first = len(contexts[k]) - 1  # the position that predicts the continuation's first token
-            rows += [row] * len(continuations[k][c])
-            positions += range(first, first + len(continuations[k][c]))
-            targets += continuations[k][c]
-        rows_t = torch.tensor(rows, device=logits.device)
-        positions_t = torch.tensor(positions, device=logits.device)
-        targets_t = torch.tensor(targets, device=logits.device)
-        logprobs = logits[rows_t, positions_t].float().log_softmax(dim=-1)  # (K, V)
-        token_logprobs = logprobs.gather(-1, targets_t[:, None]).squeeze(-1)  # (K,)
-        sums = torch.zeros(len(index), device=logits.device).index_add_(0, rows_t, token_logprobs)  # (B,)
-        pair_scores[torch.tensor(index, device=logits.device)] = sums
-    per_row, start = [], 0
-    for conts in continuations:
-        per_row.append(pair_scores[start : start + len(conts)])  # (C_k,)
-        start += len(conts)
+    """General path: each context runs once; its key-value cache is shared by all its choices' continuations.
+
+    The first continuation token is scored from the context's last position, the rest from a second forward of the
+    continuations alone over the copied cache, the lm-head only at continuation positions.
+    """
+    per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
+    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, progress, keep_cache=True):
+        pairs = [(row, c) for row, k in enumerate(index) for c in range(len(continuations[k]))]
+        owner = torch.tensor([row for row, _ in pairs], device=last.device)  # (P,) the context row of each pair
+        tokens = [continuations[index[row]][c] for row, c in pairs]
+        width = max(len(ids) for ids in tokens)
+        targets = torch.full((len(pairs), width), pad_id, dtype=torch.long)  # (P, W)
+        real = torch.zeros((len(pairs), width), dtype=torch.bool)  # (P, W)
+        for p, ids in enumerate(tokens):
+            targets[p, : len(ids)], real[p, : len(ids)] = torch.tensor(ids), True
+        targets, real = targets.to(last.device), real.to(last.device)
+        predictions = last[owner, None]  # (P, 1, V): what the context's end predicts
+        if width > 1:
+            cache.batch_select_indices(owner)
+            lengths = mask.sum(-1)[owner]  # (P,)
+            out = model(
+                input_ids=targets[:, :-1],
+                attention_mask=torch.cat([mask[owner], real[:, :-1].long()], dim=1),
+                position_ids=lengths[:, None] + torch.arange(width - 1, device=last.device),
+                **_with_cache(model, cache),
+                **_keep_logits(model, width - 1),
+            )
+            predictions = torch.cat([predictions, out.logits[:, -(width - 1) :]], dim=1)  # (P, W, V)
+        logprobs = predictions.float().log_softmax(dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # (P, W)
+        sums = logprobs.masked_fill(~real, 0.0).sum(-1)  # (P,)
+        start = 0
+        for k in index:
+            count = len(continuations[k])
+            per_row[k] = sums[start : start + count]  # (C_k,)
+            start += count
     return per_row
 
 
-def _right_padded_forward(
-    model, sequences: list[list[int]], pad_id: int, batch_size: int, progress: bool
-) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """Yield (indices, lengths, logits) per batch, longest first so batches pad little.
+def _context_forward(
+    model, contexts: list[list[int]], pad_id: int, batch_size: int, progress: bool, keep_cache: bool
+) -> Iterator[tuple[list[int], torch.Tensor, object, torch.Tensor]]:
+    """Yield (indices, last-position logits (B, V), key-value cache or None, attention mask (B, T)) per batch.
 
-    Right padding keeps real tokens at their unpadded positions: no model needs mask-derived position ids.
+    Contexts are left-padded, longest first, with position ids counted from each row's first real token, so every
+    row ends at the last column and the lm-head runs there only (`logits_to_keep`), not over (B, T, V).
     """
-    order = sorted(range(len(sequences)), key=lambda k: -len(sequences[k]))
-    for start in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress):
+    order = sorted(range(len(contexts)), key=lambda k: -len(contexts[k]))
+    device = model.device
+    for start in tqdm(range(0, len(order), batch_size), desc="score choices", disable=not progress):
         index = order[start : start + batch_size]
-        lengths = torch.tensor([len(sequences[k]) for k in index])  # (B,)
-        input_ids = torch.full((len(index), int(lengths.max())), pad_id, dtype=torch.long)  # (B, T)
+        width = len(contexts[index[0]])
+        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(index), width), dtype=torch.long)  # (B, T)
         for row, k in enumerate(index):
-            input_ids[row, : lengths[row]] = torch.tensor(sequences[k])
-        attention_mask = (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()  # (B, T)
-        device = model.device
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        yield index, lengths.to(logits.device), logits  # logits: (B, T, V)
+            input_ids[row, width - len(contexts[k]) :] = torch.tensor(contexts[k])
+            mask[row, width - len(contexts[k]) :] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=keep_cache,
+            **_keep_logits(model, 1),
+        )
+        yield index, out.logits[:, -1], out.past_key_values if keep_cache else None, mask
+
+
+def _keep_logits(model, count: int) -> dict:
+    """Ask for the last `count` positions' logits only, where the model supports it (transformers' logits_to_keep)."""
+    return {"logits_to_keep": count} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def _with_cache(model, cache) -> dict:
+    """The key-value cache argument by the name this transformers version reads (`cache` replaces past_key_values)."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
 
 
 @contextmanager

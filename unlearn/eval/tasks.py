@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
 from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper
 from unlearn.eval.likelihood import answer_forward
@@ -74,8 +75,11 @@ class EvalTask(ABC):
         """A fresh torchmetrics metric for this task (one instance per split)."""
 
     @abstractmethod
-    def run(self, model, tokenizer, rows: list[dict], metric: Metric, batch_size: int, progress: bool) -> list[dict]:
-        """Score `rows`, update `metric`, and return one result per row."""
+    def run(
+        self, model, tokenizer, rows: list[dict], metric: Metric, batch_size: int, progress: bool,
+        prompt_format: PromptFormat = PLAIN,
+    ) -> list[dict]:
+        """Score `rows` with questions put in `prompt_format`, update `metric`, and return one result per row."""
 
 
 class QATask(EvalTask):
@@ -119,7 +123,7 @@ class QATask(EvalTask):
     def make_metric(self) -> Metric:
         return MetricCollection(self.make_metric_parts(), compute_groups=False)
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         predictions = generate_answers(
             model,
             tokenizer,
@@ -127,6 +131,7 @@ class QATask(EvalTask):
             max_new_tokens=self.max_new_tokens,
             batch_size=batch_size,
             progress=progress,
+            prompt_format=prompt_format,
         )
         references = [r["answer"] for r in rows]
         metric["qa_acc"].update(predictions, references)
@@ -172,10 +177,10 @@ class GSM8KTask(EvalTask):
     def make_metric(self) -> Metric:
         return NumericMatch()
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         predictions = generate_answers(
             model, tokenizer, [r["question"] for r in rows], max_new_tokens=self.max_new_tokens,
-            batch_size=batch_size, stop=self.stop, progress=progress,
+            batch_size=batch_size, stop=self.stop, progress=progress, prompt_format=prompt_format,
         )  # fmt: skip
         references = [r["answer"] for r in rows]
         metric.update(predictions, references)
@@ -215,7 +220,7 @@ class MCQTask(EvalTask):
     def make_metric(self) -> Metric:
         return MCQAccuracy()
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         scores = choice_logprobs(
             model,
             tokenizer,
@@ -224,6 +229,7 @@ class MCQTask(EvalTask):
             description=self.description,
             batch_size=batch_size,
             progress=progress,
+            prompt_format=prompt_format,
         )
         answers = torch.tensor([r["answer"] for r in rows], device=scores.device)
         metric.update(scores, answers)
@@ -270,11 +276,12 @@ class SampledQATask(EvalTask):
     def make_metric(self) -> Metric:
         return LeakageBound(alpha=self.alpha)
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         n = self.num_samples
         samples = generate_answers(
             model, tokenizer, [r["question"] for r in rows for _ in range(n)], max_new_tokens=self.max_new_tokens,
             batch_size=batch_size, do_sample=True, temperature=self.temperature, progress=progress,
+            prompt_format=prompt_format,
         )  # fmt: skip
         items, leaks = [], []
         for i, row in enumerate(rows):
@@ -344,8 +351,8 @@ class MIATask(EvalTask):
             parts[f"mia_{self.score}_privleak"] = PrivLeak()
         return MetricCollection(parts, compute_groups=False)
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
-        scores = self.scores(model, tokenizer, rows, batch_size)  # (N,)
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
+        scores = self.scores(model, tokenizer, rows, batch_size, prompt_format)  # (N,)
         members = torch.tensor([r["member"] for r in rows], device=model.device)
         metric[f"mia_{self.score}_auc"].update(scores.to(model.device), members)
         items = [
@@ -353,17 +360,17 @@ class MIATask(EvalTask):
             for r, s in zip(rows, scores, strict=True)
         ]
         if self.retain:
-            reference = self.retain.values(model, rows, lambda m, t, r: self.scores(m, t, r, batch_size))
+            reference = self.retain.values(model, rows, lambda m, t, r: self.scores(m, t, r, batch_size, prompt_format))
             metric[f"mia_{self.score}_privleak"].update(scores.to(model.device), members, reference)
             for item, s in zip(items, reference.tolist(), strict=True):
                 item["retain_score"] = s
         return items
 
-    def scores(self, model, tokenizer, rows: list[dict], batch_size: int) -> torch.Tensor:
+    def scores(self, model, tokenizer, rows: list[dict], batch_size: int, prompt_format: PromptFormat) -> torch.Tensor:
         """(N,) loss-like scores of `rows` under `model`, on the CPU."""
         batches = [
             self.row_scores(logits, labels, [r["answer"] for r in chunk]).cpu()
-            for chunk, logits, labels in answer_forward(model, tokenizer, rows, batch_size)
+            for chunk, logits, labels in answer_forward(model, tokenizer, rows, batch_size, prompt_format)
         ]
         return torch.cat(batches)
 

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torchmetrics import Metric
 
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
 from unlearn.eval.likelihood import mean_answer_logprobs
 from unlearn.eval.metrics import AnswerProbability, ForgetQuality, TruthRatio
@@ -81,22 +82,26 @@ class TOFUTask(QATask):
                 )
         return rows
 
-    def run(self, model, tokenizer, rows, metric, batch_size, progress) -> list[dict]:
-        items = super().run(model, tokenizer, rows, metric, batch_size, progress)
-        probability, ratio = likelihood_metrics(model, tokenizer, rows, batch_size)
+    def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
+        items = super().run(model, tokenizer, rows, metric, batch_size, progress, prompt_format)
+        probability, ratio = likelihood_metrics(model, tokenizer, rows, batch_size, prompt_format)
         metric["answer_prob"].update(probability)
         metric["truth_ratio"].update(ratio)
         for item, p, r in zip(items, probability.tolist(), ratio.tolist(), strict=True):
             item.update(answer_prob=p, truth_ratio=r)
         if self.retain:
-            reference = self.retain.values(model, rows, lambda m, t, r: likelihood_metrics(m, t, r, batch_size)[1])
+            reference = self.retain.values(
+                model, rows, lambda m, t, r: likelihood_metrics(m, t, r, batch_size, prompt_format)[1]
+            )
             metric["forget_quality"].update(ratio, reference)
             for item, r in zip(items, reference.tolist(), strict=True):
                 item["retain_truth_ratio"] = r
         return items
 
 
-def likelihood_metrics(model, tokenizer, rows: list[dict], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def likelihood_metrics(
+    model, tokenizer, rows: list[dict], batch_size: int, prompt_format: PromptFormat = PLAIN
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, ``P(a|q)^(1/|a|)`` and the truth ratio R, both (N,) float64, scoring each distinct pair once."""
     originals = [(r["question"], r["answer"]) for r in rows]
     paraphrased = [
@@ -105,7 +110,8 @@ def likelihood_metrics(model, tokenizer, rows: list[dict], batch_size: int) -> t
     ]
     perturbed = [(q, wrong) for r, (q, _) in zip(rows, paraphrased, strict=True) for wrong in r["perturbed_answers"]]
     pairs = list(dict.fromkeys(originals + paraphrased + perturbed))  # a paraphrase may be the original pair
-    scored = mean_answer_logprobs(model, tokenizer, [{"question": q, "answer": a} for q, a in pairs], batch_size)
+    pair_rows = [{"question": q, "answer": a} for q, a in pairs]
+    scored = mean_answer_logprobs(model, tokenizer, pair_rows, batch_size, prompt_format)
     logprob = dict(zip(pairs, scored.tolist(), strict=True))
 
     def lookup(keys: list[tuple[str, str]]) -> torch.Tensor:

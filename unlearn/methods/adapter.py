@@ -6,8 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from unlearn.data.prompts import PromptFormat
 
 
 class Adapter(ABC):
@@ -18,7 +22,7 @@ class Adapter(ABC):
     """
 
     @abstractmethod
-    def attach(self, model: torch.nn.Module, model_name: str, tokenizer) -> None:
+    def attach(self, model: torch.nn.Module, model_name: str, tokenizer, prompt_format: PromptFormat) -> None:
         """Add the adapter's weights to `model` in place and freeze everything else."""
 
     @abstractmethod

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from unlearn.data.prompts import PromptFormat
 from unlearn.io import atomic_save_dir
 from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.methods.adapter import Adapter
@@ -32,6 +33,7 @@ class UnlearnModule(L.LightningModule, ABC):
         save_dir: str | None = None,
         fused_logprob: bool = False,
         kernel_backend: Literal["auto", "triton", "torch"] = "auto",
+        prompt_format: str = "plain",
     ) -> None:
         """
         Args:
@@ -47,6 +49,9 @@ class UnlearnModule(L.LightningModule, ABC):
             fused_logprob: answer log-probs and entropies straight from the hidden states through the fused
                 lm-head kernel (unlearn.kernels.fused_linear_logprob): the (B, T, V) logits are never built.
             kernel_backend: auto = Triton on CUDA and chunked PyTorch elsewhere; triton or torch forces one.
+            prompt_format: how questions are put to the model in training, evaluation and sampling alike: plain
+                ("Question: ...\nAnswer:"), chat (the tokenizer's chat template, for instruction-tuned models), or
+                a template containing {question}; the CLI passes it to the data module too.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -59,6 +64,7 @@ class UnlearnModule(L.LightningModule, ABC):
         self.save_dir = save_dir
         self.fused_logprob = fused_logprob
         self.kernel_backend = kernel_backend
+        self.prompt_format = PromptFormat(prompt_format)
         self.model: torch.nn.Module | None = None
         self.strict_loading = False  # checkpoints leave the frozen reference out
         self.register_state_dict_post_hook(_without_reference)
@@ -68,12 +74,13 @@ class UnlearnModule(L.LightningModule, ABC):
         if self.model is not None:
             return
         self.tokenizer = load_tokenizer(self.model_name)
+        self.prompt_format.prompt("x", self.tokenizer)  # a chat format without a chat template fails before loading
         self.hf_deepspeed_config = zero3_model_loading(self._trainer and self._trainer.strategy)
         self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
         if self.fused_logprob:
             check_fusable_head(self.model, self.model_name)
         if self.adapter is not None:
-            self.adapter.attach(self.model, self.model_name, self.tokenizer)
+            self.adapter.attach(self.model, self.model_name, self.tokenizer, self.prompt_format)
         self.prepare()
         self.select_trainable()
 

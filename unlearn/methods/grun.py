@@ -12,12 +12,12 @@ As in the authors' code (github.com/renjie3/GRUN): interventions on block output
 only (so generation changes through the cached keys and values of that position), a linear gate by default
 (their Llama setting; `gate_hidden` gives their MLP gate), BCE over every intervened layer's gate with weight 10.
 Where this differs:
-- the last prompt token is found in the token ids themselves, as the last occurrence of `marker` (the end of the
-  one QA prompt format, "Answer:"), so training, scoring and generation agree without passing positions around;
-  rows without it (plain-text passages; generated tokens) are not intervened. The authors pass positions from the
-  data (their WMDP passages take the token at 80% of the length). Hence RMU and RR get no gradient through GRUN from
-  passages; on QA rows (configs/grun_rmu.yaml) the answers see the edited prompt end through attention, a weak
-  lever on this model (forget MCQ 1.00 -> 0.95 after 80 steps): prefer LoRA for them.
+- the last prompt token is found in the token ids themselves, as the last occurrence of `marker` (what the prompt
+  format puts after the question, e.g. "\nAnswer:"), so training, scoring and generation agree without passing
+  positions around; rows without it (plain-text passages; generated tokens) are not intervened. The authors pass
+  positions from the data (their WMDP passages take the token at 80% of the length). Hence RMU and RR get no
+  gradient through GRUN from passages; on QA rows (configs/grun_rmu.yaml) the answers see the edited prompt end
+  through attention, a weak lever on this model (forget MCQ 1.00 -> 0.95 after 80 steps): prefer LoRA for them.
 - W is initialised to R and b to 0, so the intervention starts as the identity (pyreft draws W at random) and the
   evaluation before unlearning sees the base model.
 Not mergeable into the weights: the gate depends on the input, so `merge=True` is refused.
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from unlearn.data.collate import qa_prompt
+from unlearn.data.prompts import PromptFormat
 from unlearn.io import atomic_write_json
 from unlearn.losses import gate_bce_loss
 from unlearn.methods.adapter import Adapter, AdapterLayer
@@ -53,7 +53,7 @@ class GRUN(Adapter):
         rank: int = 4,
         gate_hidden: list[int] | None = None,
         gate_weight: float = 10.0,
-        marker: str = "Answer:",
+        marker: str | None = None,
         merge: bool = False,
     ) -> None:
         """
@@ -64,7 +64,8 @@ class GRUN(Adapter):
             gate_hidden: widths of the gate's hidden ReLU layers; none = a linear gate (the authors' [256, 64] is
                 their Mistral setting).
             gate_weight: weight of the gate's BCE next to the method's loss.
-            marker: the text that ends the prompt; its last token is where the intervention acts.
+            marker: the text that ends every prompt, whose last token is where the intervention acts; default
+                what the prompt format puts after the question ("\nAnswer:" for plain).
             merge: refused: an input-dependent gate cannot be folded into the weights.
         """
         if merge:
@@ -72,8 +73,6 @@ class GRUN(Adapter):
                              "set merge: false and load the adapter with unlearn.methods.grun.load_grun")
         if rank < 1 or gate_weight < 0:
             raise ValueError(f"GRUN needs rank >= 1 and gate_weight >= 0; got rank={rank}, gate_weight={gate_weight}")
-        if not qa_prompt("x").endswith(marker) or not marker:
-            raise ValueError(f"marker={marker!r} must end the QA prompt {qa_prompt('...')!r}, e.g. 'Answer:'")
         self.layers = layers or [-2, -1]
         self.rank = rank
         self.gate_hidden = gate_hidden or []
@@ -81,13 +80,19 @@ class GRUN(Adapter):
         self.marker = marker
         self.merge = merge
 
-    def attach(self, model: torch.nn.Module, model_name: str, tokenizer) -> None:
+    def attach(self, model: torch.nn.Module, model_name: str, tokenizer, prompt_format: PromptFormat) -> None:
+        suffix = prompt_format.suffix(tokenizer)
+        marker = suffix if self.marker is None else self.marker
+        if not marker or not suffix.endswith(marker):
+            raise ValueError(f"GRUN's marker={marker!r} must end every prompt, which end in {suffix!r}; "
+                             "leave marker unset to use that")
         count = len(decoder_layers(model))
         layers = sorted({i % count if -count <= i < 0 else i for i in self.layers})
         check_layers(model, model_name, "GRUN", layers)
         model.requires_grad_(False)
         hidden = model.get_input_embeddings().embedding_dim
-        model.grun = Interventions(hidden, layers, self.rank, self.gate_hidden, marker_ids(tokenizer, self.marker))
+        ids = marker_ids(tokenizer, marker, prompt_format)
+        model.grun = Interventions(hidden, layers, self.rank, self.gate_hidden, ids)
         model.grun.to(next(model.parameters()).dtype).install(model)
         self._model_name = model_name
 
@@ -97,7 +102,7 @@ class GRUN(Adapter):
             raise ValueError("GRUN trains its gate on forget (1) against retain (0) prompts: add data.retain")
         forget = gate_logits(module.model, batch["forget"])
         if forget.numel() == 0:
-            raise ValueError(f"no forget row of this batch contains the prompt end {self.marker!r}, so GRUN has "
+            raise ValueError("no forget row of this batch contains the prompt's end, so GRUN has "
                              "nowhere to intervene; use question-answer forget data (e.g. SyntheticQA)")
         bce = gate_bce_loss(forget, gate_logits(module.model, batch["retain"]))
         return {**terms, "loss": terms["loss"] + self.gate_weight * bce, "gate": bce}
@@ -211,10 +216,11 @@ def prompt_end_positions(input_ids: torch.Tensor, marker: torch.Tensor) -> torch
     return torch.where(found.any(-1), last, torch.full_like(last, -1))
 
 
-def marker_ids(tokenizer, marker: str) -> list[int]:
-    """The marker's token ids as they occur at the end of a QA prompt (tokenised in context, not alone)."""
-    prompt = qa_prompt("x")
-    whole, head = tokenizer(prompt).input_ids, tokenizer(prompt[: -len(marker)]).input_ids
+def marker_ids(tokenizer, marker: str, prompt_format: PromptFormat) -> list[int]:
+    """The marker's token ids as they occur at the end of a prompt (tokenised in context, not alone)."""
+    prompt, special = prompt_format.prompt("x", tokenizer), prompt_format.special_tokens
+    whole = tokenizer(prompt, add_special_tokens=special).input_ids
+    head = tokenizer(prompt[: -len(marker)], add_special_tokens=special).input_ids
     if len(whole) <= len(head) or whole[: len(head)] != head:
         return whole[-1:]  # the tokenizer merges across the boundary: fall back to the prompt's last token
     return whole[len(head) :]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -10,6 +11,9 @@ from unlearn.methods.adapter import Adapter
 from unlearn.models import resolve
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+if TYPE_CHECKING:
+    from unlearn.data.prompts import PromptFormat
 
 
 class LoRA(Adapter):
@@ -56,7 +60,7 @@ class LoRA(Adapter):
             base_model_name_or_path=resolve(model_name),
         )
 
-    def attach(self, model: torch.nn.Module, model_name: str, tokenizer) -> None:
+    def attach(self, model: torch.nn.Module, model_name: str, tokenizer, prompt_format: PromptFormat) -> None:
         from peft import inject_adapter_in_model
 
         try:

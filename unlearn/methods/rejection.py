@@ -154,6 +154,7 @@ class AltPO(DPO):
                     max_new_tokens=self.max_new_tokens,
                     do_sample=True,
                     temperature=self.temperature,
+                    prompt_format=self.prompt_format,
                 )
                 found.update(
                     {i: a for i, a in zip(todo, answers, strict=True) if normalize_answer(a) not in ("", truths[i])}
