@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningCLI
+from argparse import ArgumentError
 
+import lightning.pytorch as pl
+from jsonargparse import ActionConfigFile
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
 
 
+class ComposedConfigFile(ActionConfigFile):
+    """`--config` whose file may name parents under `defaults:`: jsonargparse then reads the merged YAML."""
+
+    def __call__(self, parser, cfg, values, option_string=None) -> None:
+        try:
+            values = compose(values)
+        except (OSError, ValueError) as error:
+            raise ArgumentError(self, str(error)) from error
+        self.apply_config(parser, cfg, self.dest, values)
+
+
 class UnlearnCLI(LightningCLI):
     """The method is chosen by `model.class_path`; the data module reads the model's tokenizer."""
+
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        """LightningCLI's parser with a `--config` that composes (every subcommand's parser is made here)."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=ComposedConfigFile, help="Path to a YAML config, or YAML text.")
+        return parser
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
