@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-from test_methods import adam, fit
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
@@ -69,7 +68,7 @@ def test_npo_sam_gradient_is_the_forget_gradient_at_the_perturbed_weights():
         torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
 
 
-def test_npo_sam_with_rho_zero_trains_like_npo_and_its_sharp_loss_is_higher(tmp_path):
+def test_npo_sam_with_rho_zero_trains_like_npo_and_its_sharp_loss_is_higher(tmp_path, fit, adam):
     """ρ = 0: manual optimisation reproduces NPO step for step; ρ > 0: L_f(θ+ε) > L_f(θ) at step 0 (ε ascends L_f)."""
     npo = fit(NPO(model="tiny-scratch", optimizer=adam(1e-3)), tmp_path / "npo", steps=3)
     flat = fit(NPOSAM(model="tiny-scratch", rho=0.0, optimizer=adam(1e-3)), tmp_path / "flat", steps=3)
@@ -79,7 +78,7 @@ def test_npo_sam_with_rho_zero_trains_like_npo_and_its_sharp_loss_is_higher(tmp_
     assert sharp[0]["train/forget_sharp"] > sharp[0]["train/forget"]
 
 
-def test_undial_starts_at_the_policy_entropy_and_keeps_its_reference(tmp_path):
+def test_undial_starts_at_the_policy_entropy_and_keeps_its_reference(tmp_path, fit, adam):
     """Policy = reference at step 0 and β = 0: CE(π, π) = H(π) of the first forget batch; the reference never moves."""
     module = UNDIAL(model="tiny-scratch", beta=0.0, alpha=0.0, optimizer=adam(1e-3))
     steps = fit(module, tmp_path, steps=3)
@@ -92,7 +91,7 @@ def test_undial_starts_at_the_policy_entropy_and_keeps_its_reference(tmp_path):
     assert any(not torch.equal(p, initial[n]) for n, p in module.model.named_parameters())
 
 
-def test_ceu_lowers_the_forget_answers(tmp_path):
+def test_ceu_lowers_the_forget_answers(tmp_path, fit, adam):
     """A few CE-U steps raise the forget answers' NLL (on the batch trained first)."""
     module = CEU(model="tiny-scratch", alpha=0.0, optimizer=adam(1e-2))
     forget = first_batches(1)[0]
@@ -106,7 +105,7 @@ def test_ceu_lowers_the_forget_answers(tmp_path):
         CEU(ignore_first_answer_tokens=-1)
 
 
-def test_pdu_dual_ascends_above_epsilon_and_stays_zero_below(tmp_path):
+def test_pdu_dual_ascends_above_epsilon_and_stays_zero_below(tmp_path, fit, adam):
     """ε = 0: λ₀ = 0, then λ_{k+1} = λ_k + η·L_r,k exactly; ε huge: λ stays 0 and the loss is the forget term."""
     eta = 3.0
     module = PDU(model="tiny-scratch", epsilon=0.0, dual_step_size=eta, alpha=0.0, optimizer=adam(1e-3))
@@ -120,7 +119,7 @@ def test_pdu_dual_ascends_above_epsilon_and_stays_zero_below(tmp_path):
     assert all(s["train/dual"] == 0.0 and s["train/loss"] == pytest.approx(s["train/forget"]) for s in below)
 
 
-def test_npo_entropy_adds_the_entropies_of_the_outputs_npo_computed(tmp_path):
+def test_npo_entropy_adds_the_entropies_of_the_outputs_npo_computed(tmp_path, fit, adam):
     """loss = NPO terms + λ_f·H_f + λ_r·H_r each step; H_f at step 0 is the initial model's; one policy forward per
     role and step (the entropies reuse NPO's outputs)."""
     module = NPOEntropy(model="tiny-scratch", lambda_forget=0.7, lambda_retain=-0.3, alpha=2.0, optimizer=adam(1e-3))

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from test_methods import adam, fit
 from torchmetrics.functional import auroc
 
 from unlearn.data.collate import Collator
@@ -72,7 +71,7 @@ def test_grun_acts_only_at_the_prompt_end_and_switches_off():
         assert torch.equal(logits(model, inputs), plain)
 
 
-def test_grun_npo_trains_only_grun_and_reloads(tmp_path):
+def test_grun_npo_trains_only_grun_and_reloads(tmp_path, fit, adam):
     module = NPO(model="tiny-scratch", adapter=GRUN(rank=2), save_dir=str(tmp_path / "out"), optimizer=adam(1e-2))
     steps = fit(module, tmp_path, steps=3)
     assert all("train/gate" in s for s in steps)
@@ -89,7 +88,7 @@ def test_grun_npo_trains_only_grun_and_reloads(tmp_path):
     assert torch.allclose(logits(reloaded, inputs), expected, atol=1e-5)
 
 
-def test_grun_rmu_on_qa_rows_moves_the_steered_layer(tmp_path):
+def test_grun_rmu_on_qa_rows_moves_the_steered_layer(tmp_path, fit, adam):
     """Around RMU, the interventions at the prompt end reach the steered layer's answer activations: the forget
     term falls while only GRUN's weights train."""
     module = RMU(model="tiny-scratch", layer=1, adapter=GRUN(layers=[0, 1], rank=2), optimizer=adam(3e-2))
@@ -104,7 +103,7 @@ def test_grun_refuses_merging():
         GRUN(merge=True)
 
 
-def test_grun_gate_separates_forget_from_retain_prompts(tmp_path):
+def test_grun_gate_separates_forget_from_retain_prompts(tmp_path, fit, adam):
     """The gate as a classifier: on the prompts it was trained on (the forget questions an evaluation asks) and on
     held-out questions about the same entities, which it must generalise to."""
     forget = SyntheticQA("forget10").load()

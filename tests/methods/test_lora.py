@@ -3,7 +3,6 @@
 import pytest
 import torch
 from peft import PeftModel
-from test_methods import adam, fit
 from transformers import AutoModelForCausalLM
 
 from unlearn.data.sources import SyntheticPassages
@@ -23,7 +22,7 @@ def logits(model, inputs):
         return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
 
 
-def test_lora_trains_only_adapters_and_the_reference_is_the_base(tmp_path):
+def test_lora_trains_only_adapters_and_the_reference_is_the_base(tmp_path, fit, adam):
     module = GradDiff(model="tiny-scratch", retain_loss="kl", adapter=LoRA(r=4), optimizer=adam(1e-2))
     steps = fit(module, tmp_path, steps=3)
     base = load_model("tiny-scratch")
@@ -41,7 +40,7 @@ def test_lora_trains_only_adapters_and_the_reference_is_the_base(tmp_path):
     assert all(p.requires_grad for n, p in trained.items() if ".lora_" in n), "the switch restores requires_grad"
 
 
-def test_npo_lora_cached_and_frozen_references_agree(tmp_path):
+def test_npo_lora_cached_and_frozen_references_agree(tmp_path, fit, adam):
     def run(reference, path):
         module = NPO(model="tiny-scratch", reference=reference, adapter=LoRA(r=4), optimizer=adam(1e-2))
         return fit(module, path, steps=3)
@@ -51,7 +50,7 @@ def test_npo_lora_cached_and_frozen_references_agree(tmp_path):
     assert cached[-1]["train/forget"] != pytest.approx(cached[0]["train/forget"]), "training must move the loss"
 
 
-def test_rmu_with_lora_reads_the_reference_at_the_hooked_layer(tmp_path):
+def test_rmu_with_lora_reads_the_reference_at_the_hooked_layer(tmp_path, fit, adam):
     module = RMU(model="tiny-scratch", layer=2, alpha=1.0, adapter=LoRA(r=4), optimizer=adam(1e-2))
     passages = {"forget": SyntheticPassages("forget01"), "retain": SyntheticPassages("retain")}
     steps = fit(module, tmp_path, steps=2, **passages)
@@ -60,7 +59,7 @@ def test_rmu_with_lora_reads_the_reference_at_the_hooked_layer(tmp_path):
     assert not [n for n, p in module.model.named_parameters() if p.requires_grad and ".lora_" not in n]
 
 
-def test_saved_adapter_and_merged_model_reproduce_the_trained_logits(tmp_path):
+def test_saved_adapter_and_merged_model_reproduce_the_trained_logits(tmp_path, fit, adam):
     module = GradDiff(model="tiny-scratch", adapter=LoRA(r=4, merge=True), save_dir=str(tmp_path / "out"),
                       optimizer=adam(1e-2))
     fit(module, tmp_path, steps=2)

@@ -2,74 +2,37 @@
 
 import math
 
-import lightning as L
 import pytest
 import torch
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
 from unlearn.methods import DPO, NPO, RMU, WGA, GradDiff, GradientAscent, IDKFineTune, NPOEntropy, SatImp
+from unlearn.methods.grun import GRUN
+from unlearn.methods.lora import LoRA
 from unlearn.models import load_model
 
 
-class Recorder(L.Callback):
-    """Keeps every training step's loss terms."""
-
-    def __init__(self):
-        self.steps = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
-
-
-def fit(module, tmp_path, steps=3, forget=None, retain=None, forget_alt=None, batch_size=4):
-    L.seed_everything(0)
-    recorder = Recorder()
-    data = UnlearnDataModule(
-        "tiny-scratch",
-        forget=forget or SyntheticQA("forget01"),
-        retain=retain or SyntheticQA("retain"),
-        forget_alt=forget_alt,
-        batch_size=batch_size,
-    )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[recorder],
-    )
-    trainer.fit(module, datamodule=data)
-    return recorder.steps
-
-
-def adam(lr):
-    return lambda params: torch.optim.AdamW(params, lr=lr)
-
-
-def test_npo_first_step_is_log_two_scaled(tmp_path):
+def test_npo_first_step_is_log_two_scaled(tmp_path, fit, adam):
     """At step 0 the policy is the reference: log-ratio 0, so L = -(2/β)·log σ(0) = (2/β)·log 2."""
     steps = fit(NPO(model="tiny-scratch", beta=0.1, alpha=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
     assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
 
 
-def test_npo_cached_and_frozen_references_agree(tmp_path):
+def test_npo_cached_and_frozen_references_agree(tmp_path, fit, adam):
     cached = fit(NPO(model="tiny-scratch", reference="cached", optimizer=adam(1e-3)), tmp_path / "c", steps=4)
     frozen = fit(NPO(model="tiny-scratch", reference="frozen", optimizer=adam(1e-3)), tmp_path / "f", steps=4)
     assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
     assert cached[-1]["train/forget"] != pytest.approx(cached[0]["train/forget"]), "training must move the loss"
 
 
-def test_graddiff_kl_uses_a_frozen_reference(tmp_path):
+def test_graddiff_kl_uses_a_frozen_reference(tmp_path, fit, adam):
     steps = fit(GradDiff(model="tiny-scratch", retain_loss="kl", optimizer=adam(1e-3)), tmp_path, steps=3)
     assert steps[0]["train/retain"] == pytest.approx(0.0, abs=1e-6), "KL to itself is zero before any update"
     assert steps[-1]["train/retain"] > 0
 
 
-def test_rmu_trains_only_the_selected_weights(tmp_path):
+def test_rmu_trains_only_the_selected_weights(tmp_path, fit, adam):
     module = RMU(model="tiny-scratch", layer=2, optimizer=adam(1e-2))
     fit(module, tmp_path, steps=2, forget=SyntheticPassages("forget01"), retain=SyntheticPassages("retain"))
     before = dict(load_model("tiny-scratch").named_parameters())
@@ -84,7 +47,7 @@ def test_rmu_layer_out_of_range_names_the_fix():
         module.configure_model()
 
 
-def test_nan_loss_stops_the_run_and_saves_nothing(tmp_path):
+def test_nan_loss_stops_the_run_and_saves_nothing(tmp_path, fit, adam):
     class Broken(GradientAscent):
         def objective(self, batch):
             terms = super().objective(batch)
@@ -117,7 +80,7 @@ def test_missing_local_model_path_is_a_clear_error(tmp_path):
         module.configure_model()
 
 
-def test_idk_fine_tuning_makes_refusals_likely(tmp_path):
+def test_idk_fine_tuning_makes_refusals_likely(tmp_path, fit, adam):
     from unlearn.data.sources import REFUSALS, Refusals
 
     forget = Refusals(SyntheticQA("forget01"))
@@ -128,17 +91,15 @@ def test_idk_fine_tuning_makes_refusals_likely(tmp_path):
     assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"
 
 
-def fit_dpo(tmp_path, reference, steps):
+def test_dpo_starts_at_log_two_and_references_agree(tmp_path, fit, adam):
+    """Policy = reference at step 0: both log-ratios are 0, so L = (2/β)·log 2; cached and frozen then agree."""
     from unlearn.data.sources import Refusals
 
-    module = DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3))
-    return fit(module, tmp_path, steps=steps, forget_alt=Refusals(SyntheticQA("forget01")))
+    def fit_dpo(reference):
+        module = DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3))
+        return fit(module, tmp_path / reference, steps=4, forget_alt=Refusals(SyntheticQA("forget01")))
 
-
-def test_dpo_starts_at_log_two_and_references_agree(tmp_path):
-    """Policy = reference at step 0: both log-ratios are 0, so L = (2/β)·log 2; cached and frozen then agree."""
-    cached = fit_dpo(tmp_path / "c", "cached", steps=4)
-    frozen = fit_dpo(tmp_path / "f", "frozen", steps=4)
+    cached, frozen = fit_dpo("cached"), fit_dpo("frozen")
     assert cached[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
     assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
     assert cached[-1]["train/forget"] < cached[0]["train/forget"]
@@ -157,7 +118,7 @@ def builds_logits(head, args, output) -> bool:
 
 
 @pytest.mark.parametrize("method", [NPO, GradientAscent, IDKFineTune, WGA, SatImp, NPOEntropy])
-def test_fused_logprob_trains_like_logits(tmp_path, method):
+def test_fused_logprob_trains_like_logits(tmp_path, method, fit, adam):
     """The fused lm-head path (no (B, T, V) logits) gives the eager path's losses step for step: log-probs,
     token-weighted ascent and the entropy objective all read `lm_outputs`."""
     runs, head_calls = [], []
@@ -173,30 +134,39 @@ def test_fused_logprob_trains_like_logits(tmp_path, method):
     assert head_calls[0] > 0 and head_calls[1] == 0, "fused training steps must never build logits"
 
 
-@pytest.mark.parametrize("reference", ["cached", "frozen"])
-@pytest.mark.parametrize("lora", [False, True])
-def test_fused_npo_reference_never_builds_logits(tmp_path, reference, lora):
-    """The reference (cached before training, a frozen copy, or the policy with LoRA off) takes the fused path too,
-    with the same losses: no lm-head call anywhere, the caching pass and every reference forward included."""
-    from unlearn.methods.lora import LoRA
+ADAPTERS = {"none": lambda: None, "lora": lambda: LoRA(r=2), "grun": lambda: GRUN(rank=2)}
 
+
+@pytest.mark.parametrize("reference", ["cached", "frozen"])
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_fused_npo_reference_never_builds_logits(tmp_path, reference, adapter, fit, adam):
+    """The reference (cached before training, a frozen copy, or the policy with its adapter off) takes the fused path
+    too, with the logits path's losses step for step (GRUN's intervention at the prompt end included, which the
+    steps after the first see): no lm-head call anywhere, the caching pass and every reference forward included."""
     runs, head_calls = [], []
     for fused in (False, True):
-        module = NPO(model="tiny-scratch", reference=reference, adapter=LoRA(r=2) if lora else None,
-                     fused_logprob=fused, optimizer=adam(1e-3))
-        torch.manual_seed(0)  # LoRA's random initialisation
+        module = NPO(model="tiny-scratch", reference=reference, adapter=ADAPTERS[adapter](), fused_logprob=fused,
+                     optimizer=adam(1e-2))
+        torch.manual_seed(0)  # the adapter's random initialisation
         module.configure_model()
         calls = []
         heads = {module.model.get_output_embeddings()}
         if reference == "frozen":
             heads.add(module.reference.get_output_embeddings())
-        assert len(heads) == (1 if lora or reference == "cached" else 2)
+        assert len(heads) == (1 if adapter != "none" or reference == "cached" else 2)
         for head in heads:
             head.register_forward_hook(lambda *args, calls=calls: calls.append(1) if builds_logits(*args) else None)
         runs.append(fit(module, tmp_path / str(fused), steps=3))
         head_calls.append(len(calls))
     assert [s["train/loss"] for s in runs[1]] == pytest.approx([s["train/loss"] for s in runs[0]], rel=1e-5)
     assert head_calls[0] > 0 and head_calls[1] == 0, "with fused_logprob no logits are built, reference included"
+
+
+def test_fused_logprob_refuses_a_lora_on_the_head():
+    """A LoRA-wrapped head's `weight` is the base weight alone: the fused path would drop the adapter there."""
+    module = NPO(model="tiny-scratch", adapter=LoRA(r=2, target_modules=["q_proj", "lm_head"]), fused_logprob=True)
+    with pytest.raises(ValueError, match="plain linear lm-head.*peft.*set fused_logprob: false"):
+        module.configure_model()
 
 
 def test_fused_logprob_refuses_a_soft_capped_head():

@@ -3,14 +3,13 @@
 import math
 
 import pytest
-from test_methods import adam, fit
 
 from unlearn.data.sources import Refusals, SyntheticQA
 from unlearn.eval.metrics import normalize_answer
 from unlearn.methods import IDKAP, AltPO
 
 
-def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answers(tmp_path):
+def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answers(tmp_path, fit, adam):
     """The AP batch asks the retain questions with the forget source's refusals; γ > 0 keeps the true answers ahead.
 
     β = 0.01 keeps the AP term off its saturation on the untrained model (refusals are longer than the answers).
@@ -35,7 +34,7 @@ def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answer
         assert answer.strip() in refusals
 
 
-def test_idk_ap_needs_qa_retain_rows(tmp_path):
+def test_idk_ap_needs_qa_retain_rows(tmp_path, fit, adam):
     from unlearn.data.sources import SyntheticPassages
 
     module = IDKAP(model="tiny-scratch", optimizer=adam(1e-3))
@@ -58,7 +57,7 @@ def test_altpo_alternates_differ_from_the_truth_and_are_reproducible():
     assert other.alternates(rows) != alternates, "the seed, not chance, fixes the alternates"
 
 
-def test_altpo_trains_dpo_on_its_alternates(tmp_path):
+def test_altpo_trains_dpo_on_its_alternates(tmp_path, fit, adam):
     """DPO starts at (2/β) log 2 with the alternates' reference NLLs cached; the data module serves them row for row."""
     module = AltPO(model="tiny-scratch", beta=0.1, max_new_tokens=4, optimizer=adam(1e-3))
     steps = fit(module, tmp_path, steps=2)
@@ -68,7 +67,7 @@ def test_altpo_trains_dpo_on_its_alternates(tmp_path):
     assert [a["question"] for a in rows["forget_alt"]] == [f["question"] for f in rows["forget"]]
 
 
-def test_altpo_rejects_a_configured_forget_alt(tmp_path):
+def test_altpo_rejects_a_configured_forget_alt(tmp_path, fit, adam):
     module = AltPO(model="tiny-scratch", optimizer=adam(1e-3))
     with pytest.raises(ValueError, match="remove data.forget_alt"):
         fit(module, tmp_path, steps=1, forget_alt=Refusals(SyntheticQA("forget01")))

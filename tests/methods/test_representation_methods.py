@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from test_methods import adam, fit
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages
@@ -22,7 +21,7 @@ def first_batches(count: int) -> list[dict]:
     return [batch["forget"] for _ in range(count) for batch in loader][:count]
 
 
-def test_adaptive_rmu_coefficient_is_k_times_mean_reference_norm(tmp_path):
+def test_adaptive_rmu_coefficient_is_k_times_mean_reference_norm(tmp_path, fit, adam):
     """c logged at each step = k · mean per-token ‖h‖ of the initial model at the layer, over non-padding tokens."""
     module = AdaptiveRMU(model="tiny-scratch", layer=2, scale=1.5, optimizer=adam(1e-2))
     steps = fit(module, tmp_path, steps=2, **PASSAGES)
@@ -35,7 +34,7 @@ def test_adaptive_rmu_coefficient_is_k_times_mean_reference_norm(tmp_path):
     assert steps[0]["train/coeff"] != pytest.approx(steps[1]["train/coeff"]), "c is recomputed per batch"
 
 
-def test_rr_starts_at_cosine_one_and_follows_the_schedule(tmp_path):
+def test_rr_starts_at_cosine_one_and_follows_the_schedule(tmp_path, fit, adam):
     """Policy = reference at step 0: forget term mean ReLU(cos) = 1, retain distance 0; then c_f falls, c_r grows."""
     module = RR(model="tiny-scratch", layers=[1, 2], forget_coeff=2.0, retain_coeff=3.0, optimizer=adam(1e-2))
     steps = fit(module, tmp_path, steps=3, **PASSAGES)
@@ -50,7 +49,7 @@ def test_rr_starts_at_cosine_one_and_follows_the_schedule(tmp_path):
     assert changed == {"0", "1", "2"}, "only layers up to the last hooked one train"
 
 
-def test_rr_without_schedule_keeps_constant_coefficients(tmp_path):
+def test_rr_without_schedule_keeps_constant_coefficients(tmp_path, fit, adam):
     module = RR(model="tiny-scratch", layers=[1], retain_coeff=3.0, schedule=False, optimizer=adam(1e-2))
     steps = fit(module, tmp_path, steps=2, **PASSAGES)
     assert [(s["train/forget_coeff"], s["train/retain_coeff"]) for s in steps] == [(1.0, 3.0), (1.0, 3.0)]
@@ -76,7 +75,7 @@ def test_lat_adversary_is_bounded_and_restores_the_forget_answers():
     assert attacked < clean - 0.05
 
 
-def test_lat_trains_under_the_adversary(tmp_path):
+def test_lat_trains_under_the_adversary(tmp_path, fit, adam):
     steps = fit(RMULAT(model="tiny-scratch", layer=2, pgd_steps=2, optimizer=adam(1e-2)), tmp_path, steps=2, **PASSAGES)
     assert steps[-1]["train/forget"] < steps[0]["train/forget"]
 

@@ -66,6 +66,7 @@ class UnlearnModule(L.LightningModule, ABC):
         self.kernel_backend = kernel_backend
         self.prompt_format = PromptFormat(prompt_format)
         self.model: torch.nn.Module | None = None
+        self._fp32_buffers: set[str] = set()
         self.strict_loading = False  # checkpoints leave the frozen reference out
         self.register_state_dict_post_hook(_without_reference)
 
@@ -77,15 +78,29 @@ class UnlearnModule(L.LightningModule, ABC):
         self.prompt_format.prompt("x", self.tokenizer)  # a chat format without a chat template fails before loading
         self.hf_deepspeed_config = zero3_model_loading(self._trainer and self._trainer.strategy)
         self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
-        if self.fused_logprob:
-            check_fusable_head(self.model, self.model_name)
         if self.adapter is not None:
             self.adapter.attach(self.model, self.model_name, self.tokenizer, self.prompt_format)
+        if self.fused_logprob:
+            check_fusable_head(self.model, self.model_name)  # after the adapter, which may have wrapped the head
         self.prepare()
         self.select_trainable()
 
     def prepare(self) -> None:
         """Hook for a method to check the model and build its reference; runs right after loading."""
+
+    def register_fp32_buffer(self, name: str, tensor: torch.Tensor, persistent: bool = True) -> None:
+        """A buffer for state kept across steps (λ, reference scores): fp32 whatever the model's dtype, as bf16
+        rounds small updates away (1.0 + 0.003 is 1.0 in bf16)."""
+        self.register_buffer(name, tensor.float(), persistent=persistent)
+        self._fp32_buffers.add(name)
+
+    def _apply(self, fn, recurse=True):
+        """Dtype casts (Lightning's bf16-true, DeepSpeed's bf16) leave the fp32 buffers as they are; moves move them."""
+        kept = {name: self._buffers[name] for name in self._fp32_buffers}
+        super()._apply(fn, recurse)
+        for name, value in kept.items():
+            self._buffers[name] = value.to(self._buffers[name].device)
+        return self
 
     def train(self, mode: bool = True) -> UnlearnModule:
         """Keep a frozen reference in eval mode whatever Lightning does to the policy."""
@@ -188,16 +203,15 @@ def _without_reference(module: torch.nn.Module, state_dict: dict, prefix: str, l
 
 
 def check_fusable_head(model: torch.nn.Module, name: str) -> None:
-    """The fused kernel computes hidden·Wᵀ + b: refuse heads that do more (soft-capping, scaling)."""
+    """The fused kernel computes hidden·Wᵀ + b: refuse heads that do more (soft-capping, scaling, a LoRA on the head,
+    whose `weight` is the base weight alone)."""
     config = model.config
     extras = {k: getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")}
     extras = {k: v for k, v in extras.items() if v not in (None, 1.0)}
     head = model.get_output_embeddings()
     if extras or not isinstance(head, torch.nn.Linear):
-        raise ValueError(
-            f"fused_logprob needs a plain linear lm-head, but {name} has {extras or type(head).__name__}; "
-            "set fused_logprob: false"
-        )
+        kind = extras or f"{type(head).__module__}.{type(head).__qualname__}"
+        raise ValueError(f"fused_logprob needs a plain linear lm-head, but {name} has {kind}; set fused_logprob: false")
 
 
 def tokens(inputs: dict) -> torch.Tensor | None:

@@ -130,7 +130,7 @@ class ReferenceScored(RetainRegularised):
                     loader = data.ordered_dataloader(role)
                     cache = cache_sequence_nll(self.model, loader, role, len(data.rows[role]), self.outputs_of)
                 # Persistent: a resumed run must score against the initial model, not the one it restores.
-                self.register_buffer(name, cache.to(self.device))
+                self.register_fp32_buffer(name, cache.to(self.device))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Keep the cached reference scores of a checkpoint: by on_fit_start the policy is no longer the reference."""

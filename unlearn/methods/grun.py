@@ -93,7 +93,7 @@ class GRUN(Adapter):
         hidden = model.get_input_embeddings().embedding_dim
         ids = marker_ids(tokenizer, marker, prompt_format)
         model.grun = Interventions(hidden, layers, self.rank, self.gate_hidden, ids)
-        model.grun.to(next(model.parameters()).dtype).install(model)
+        model.grun.install(model)
         self._model_name = model_name
 
     def extend_objective(self, module, batch: dict, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -117,28 +117,39 @@ class GRUN(Adapter):
 
 
 class GatedLoReFT(AdapterLayer):
-    """h + σ(g(h))·((W h + b) − R h)·R at one layer; R's rows stay orthonormal through a parametrisation."""
+    """h + σ(g(h))·((W h + b) − R h)·R at one layer; R's rows stay orthonormal through a parametrisation.
+
+    The weights are fp32 whatever the model's dtype (bf16 keeps 8 significant bits: an AdamW step under 2⁻⁹·|w| would
+    leave a weight as it was); it computes in their dtype and returns h's. DeepSpeed's bf16 optimizer, which keeps
+    its own fp32 copy, makes them bf16.
+    """
 
     def __init__(self, hidden: int, rank: int, gate_hidden: list[int]) -> None:
         super().__init__()
-        self.rotation = torch.nn.Linear(hidden, rank, bias=False)
+        fp32 = {"dtype": torch.float32}  # whatever the default dtype (Lightning's bf16-true sets it while loading)
+        self.rotation = torch.nn.Linear(hidden, rank, bias=False, **fp32)
         torch.nn.utils.parametrize.register_parametrization(self.rotation, "weight", OrthonormalRows())
-        self.source = torch.nn.Linear(hidden, rank)
+        self.source = torch.nn.Linear(hidden, rank, **fp32)
         with torch.no_grad():
             self.source.weight.copy_(self.rotation.weight)  # W = R, b = 0: the identity to begin with
             self.source.bias.zero_()
         widths = [hidden, *gate_hidden]
-        blocks = [m for a, b in pairwise(widths) for m in (torch.nn.Linear(a, b), torch.nn.ReLU())]
-        self.gate = torch.nn.Sequential(*blocks, torch.nn.Linear(widths[-1], 1))
+        blocks = [m for a, b in pairwise(widths) for m in (torch.nn.Linear(a, b, **fp32), torch.nn.ReLU())]
+        self.gate = torch.nn.Sequential(*blocks, torch.nn.Linear(widths[-1], 1, **fp32))
+
+    def _apply(self, fn, recurse=True):
+        """Follow the model's device moves but not its dtype casts (Lightning's bf16-true): the weights stay fp32."""
+        return super()._apply(lambda t: t.to(fn(t.new_empty(0)).device), recurse)
 
     def gate_logit(self, h: torch.Tensor) -> torch.Tensor:
-        """g(h) (...,) before the sigmoid."""
-        return self.gate(h).squeeze(-1)
+        """g(h) (...,) in the weights' dtype, before the sigmoid."""
+        return self.gate(h.to(self.source.weight.dtype)).squeeze(-1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (N, D)
+        x = h.to(self.source.weight.dtype)
         rotation = self.rotation.weight  # (r, D), orthonormal rows
-        edit = F.linear(h, self.source.weight - rotation, self.source.bias) @ rotation  # ((W − R) h + b)·R: (N, D)
-        return h + torch.sigmoid(self.gate_logit(h)).unsqueeze(-1) * edit
+        edit = F.linear(x, self.source.weight - rotation, self.source.bias) @ rotation  # ((W − R) h + b)·R: (N, D)
+        return (x + torch.sigmoid(self.gate_logit(x)).unsqueeze(-1) * edit).to(h.dtype)
 
 
 class OrthonormalRows(torch.nn.Module):
@@ -149,8 +160,8 @@ class OrthonormalRows(torch.nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (r, D)
-        q, r = torch.linalg.qr(x.T)  # (D, r), (r, r)
-        return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).T  # signs fixed, so R is continuous in X
+        q, r = torch.linalg.qr(x.T.float())  # (D, r), (r, r); fp32, as linalg.qr has no bf16 kernel
+        return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).T.to(x.dtype)  # signs fixed: R continuous in X
 
 
 class Interventions(torch.nn.Module):
@@ -165,8 +176,9 @@ class Interventions(torch.nn.Module):
         self.recorded: list[torch.Tensor] | None = None  # gate logits, while gate_logits() runs
 
     def install(self, model: torch.nn.Module) -> Interventions:
-        """Find the prompt end before each forward; edit the chosen layers' outputs there."""
-        model.register_forward_pre_hook(self.locate, with_kwargs=True)
+        """Find the prompt end before each forward of the backbone, which the logits path and the fused log-prob path
+        (`model.base_model` alone) both run; edit the chosen layers' outputs there."""
+        model.base_model.register_forward_pre_hook(self.locate, with_kwargs=True)
         blocks = decoder_layers(model)
         for i in self.layer_ids:
             blocks[i].register_forward_hook(self.hook(self.edits[str(i)]))
@@ -233,6 +245,5 @@ def load_grun(model: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
     hidden = model.get_input_embeddings().embedding_dim
     model.grun = Interventions(hidden, config["layers"], config["rank"], config["gate_hidden"], config["marker_ids"])
     model.grun.load_state_dict(load_file(folder / WEIGHTS_NAME))
-    weight = model.get_input_embeddings().weight
-    model.grun.to(device=weight.device, dtype=weight.dtype).install(model)
+    model.grun.to(model.get_input_embeddings().weight.device).install(model)
     return model

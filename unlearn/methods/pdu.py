@@ -18,8 +18,9 @@ class PDU(RetainRegularised):
     ``λ ← max(0, λ + η·(L_r − ε))``, so λ grows while the retain loss is above ε and decays to 0 once it is below.
     L_f is the paper's logit-margin flattening (``logit_margin_flattening_loss``), which pushes forget next-token
     distributions to uniform; L_r is the retain term of RetainRegularised (NLL, the paper's choice, or KL). λ is a
-    buffer, so checkpoints keep it and a resumed run continues the dual ascent where it stopped. The paper suggests
-    ε = (1 + τ)·L_r(π_ref) for a small tolerance τ; set `epsilon` from the retain loss the first step logs.
+    buffer, so checkpoints keep it and a resumed run continues the dual ascent where it stopped; it stays fp32 under
+    bf16 (where 1.0 + 0.003 rounds to 1.0). The paper suggests ε = (1 + τ)·L_r(π_ref) for a small tolerance τ; set
+    `epsilon` from the retain loss the first step logs.
     """
 
     def __init__(self, *, epsilon: float, dual_step_size: float = 1.0, **kwargs) -> None:
@@ -36,7 +37,7 @@ class PDU(RetainRegularised):
             raise ValueError(f"alpha is PDU's initial λ and must be >= 0, got {self.alpha}")
         self.epsilon = epsilon
         self.dual_step_size = dual_step_size
-        self.register_buffer("dual", torch.tensor(float(self.alpha)))
+        self.register_fp32_buffer("dual", torch.tensor(float(self.alpha), dtype=torch.float32))
 
     def needs_frozen_reference(self) -> bool:
         return self.retain_loss == "kl"  # λ may start at 0 and grow, so alpha alone does not decide

@@ -82,7 +82,7 @@ def cache_sequence_nll(
     while caching, so the cache is the base model's whatever the adapters' initial state.
     """
     device = next(model.parameters()).device
-    cache = torch.full((size,), float("nan"), device=device)
+    cache = torch.full((size,), float("nan"), dtype=torch.float32, device=device)
     with adapters_disabled(model), evaluating(model):
         for batch in dataloader:
             inputs = {k: v.to(device) for k, v in batch[role].items()}

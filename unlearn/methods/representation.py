@@ -54,13 +54,13 @@ class RMU(UnlearnModule):
         check_layers(self.model, self.model_name, type(self).__name__, [self.layer, *self.trainable_layers])
         hidden_size = self.model.get_input_embeddings().embedding_dim
         generator = torch.Generator().manual_seed(self.control_seed)
-        direction = torch.rand(hidden_size, generator=generator)
-        self.register_buffer("direction", direction / direction.norm(), persistent=False)
+        direction = torch.rand(hidden_size, generator=generator, dtype=torch.float32)  # the same u in every precision
+        self.register_fp32_buffer("direction", direction / direction.norm(), persistent=False)
         self.reference = frozen_copy(self.model, keep_layers=self.layer + 1)
 
     def control_vector(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
-        """c·u (D,), the target of the forget activations."""
-        return self.steering_coeff * self.direction.to(self.dtype)
+        """c·u (D,) in fp32, the target of the forget activations."""
+        return self.steering_coeff * self.direction
 
     def forget_hidden(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
         """h_π(f) (B, T, D) at the steered layer."""
@@ -106,7 +106,7 @@ class AdaptiveRMU(RMU):
             coeff = adaptive_steering_coeff(reference, forget["attention_mask"], scale=self.scale)
             # The global batch's mean norm, whatever the number of ranks it is split over.
             coeff = mean_over_ranks(coeff, forget["attention_mask"].sum())
-        return coeff.to(self.dtype) * self.direction.to(self.dtype)
+        return coeff * self.direction
 
 
 class RMULAT(RMU):
