@@ -1,10 +1,12 @@
-"""MCQ accuracy by log-likelihood: lm-evaluation-harness against our MCQTask, same model, rows and letter template.
+"""MCQ accuracy by log-likelihood: lm-evaluation-harness against our MCQTask, same model, rows and template.
 
     python -m benchmarks.mcq                 # 300 synthetic retain questions, on a GPU if there is one
     python -m benchmarks.mcq --limit 100 --batch-size 16
+    python -m benchmarks.mcq --real          # SmolLM2-135M on the real-facts forget + retain MCQ, cloze and letter
 
-Two local models: `fast-path`, a random tiny Llama with a Llama-2-style word tokenizer (each letter one token, so we
-score a question in one forward), and the built-in `tiny-target` (" A" is two tokens: one forward per choice). Each
+Two local models by default, letter template: `fast-path`, a random tiny Llama with a Llama-2-style word tokenizer
+(each letter one token, so we score a question in one forward), and the built-in `tiny-target` (" A" is two
+tokens: the context runs once, its cache shared by the choices). `--real` scores a real 49k-vocabulary model. Each
 side is timed from its model folder to its accuracy (loading included, lm-eval imported beforehand), the two sides
 alternating `--repeats` times and the fastest kept (a shared CPU's load drifts); the per-question predictions
 must agree. JSON under benchmarks/results/mcq_<device>_<date>.json.
@@ -22,12 +24,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import RESULTS
+from unlearn import smollm2
 from unlearn.data.sources import MCQSource, SyntheticMCQ
 from unlearn.eval.harness import harness_predictions, word_tokenizer, write_harness_task
 from unlearn.eval.scoring import letter_prompt
 from unlearn.eval.tasks import MCQTask
 from unlearn.io import atomic_write_json
-from unlearn.models import BUILTIN, build_tiny_model, load_model, load_tokenizer
+from unlearn.models import BUILTIN, build_tiny_model, load_model, load_tokenizer, resolve
 
 DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"  # lm-eval's wmdp_bio
 
@@ -40,9 +43,10 @@ def fast_path_model(folder: Path, rows: list[dict]) -> Path:
     return folder
 
 
-def ours(model_dir: Path, data: Path, batch_size: int, device: str) -> tuple[float, list[int]]:
+def ours(model_dir: Path, data: Path, batch_size: int, device: str, template: str) -> tuple[float, list[int]]:
     """Our MCQTask's accuracy and predictions, from loading the model to the metric."""
-    task = MCQTask("wmdp", MCQSource(str(data)), template="letter", description=DESCRIPTION)
+    description = DESCRIPTION if template == "letter" else ""
+    task = MCQTask("wmdp", MCQSource(str(data)), template=template, description=description)
     model, tokenizer = load_model(str(model_dir)).to(device), load_tokenizer(str(model_dir))
     metric = task.make_metric().to(device)
     items = task.run(model, tokenizer, task.load(), metric, batch_size=batch_size, progress=False)
@@ -60,33 +64,43 @@ def timed(fn, *args, **kwargs) -> tuple[float, tuple[float, list[int]]]:
     return time.perf_counter() - start, result
 
 
-def run(limit: int, batch_size: int, device: str, repeats: int, work: Path) -> dict:
+def cases(real: bool, limit: int, work: Path) -> list[tuple[str, Path, list[dict], str]]:
+    """(name, model folder, rows, template) to compare: the tiny models, or SmolLM2 on real facts."""
+    if real:
+        rows = [row for split in ("forget", "retain") for row in MCQSource(f"real-facts/{split}_mcq").load()][:limit]
+        model_dir = Path(resolve(smollm2.NAME))
+        return [("smollm2-135m", model_dir, rows, "cloze"), ("smollm2-135m", model_dir, rows, "letter")]
+    rows = SyntheticMCQ("retain").load()[:limit]
+    fast = fast_path_model(work / "fast-path", rows)
+    return [("fast-path", fast, rows, "letter"), ("tiny-target", BUILTIN["tiny-target"], rows, "letter")]
+
+
+def run(real: bool, limit: int, batch_size: int, device: str, repeats: int, work: Path) -> dict:
     import lm_eval  # imported before timing: its import is not evaluation time
 
-    rows = SyntheticMCQ("retain").load()[:limit]
-    task_dir = work / "task"
-    write_harness_task(task_dir, "wmdp_synthetic", rows, description=DESCRIPTION)
-    data = task_dir / "wmdp_synthetic.jsonl"
-    models = {"fast-path": fast_path_model(work / "fast-path", rows), "tiny-target": BUILTIN["tiny-target"]}
     results = []
-    for name, model_dir in models.items():
+    for k, (name, model_dir, rows, template) in enumerate(cases(real, limit, work)):
+        task_dir, task = work / f"task{k}", f"mcq_{k}"
+        description = DESCRIPTION if template == "letter" else ""
+        write_harness_task(task_dir, task, rows, description=description, template=template)
+        data = task_dir / f"{task}.jsonl"
         harness_times, ours_times = [], []
         for _ in range(repeats):
             harness_s, (harness_acc, harness_pred) = timed(
-                harness_predictions, model_dir, task_dir, "wmdp_synthetic", batch_size=batch_size, device=device
+                harness_predictions, model_dir, task_dir, task, batch_size=batch_size, device=device
             )
-            ours_s, (ours_acc, ours_pred) = timed(ours, model_dir, data, batch_size, device)
+            ours_s, (ours_acc, ours_pred) = timed(ours, model_dir, data, batch_size, device, template)
             harness_times.append(harness_s)
             ours_times.append(ours_s)
         harness_s, ours_s = min(harness_times), min(ours_times)
         row = dict(
-            model=name, questions=len(rows), lm_eval_acc=harness_acc, ours_acc=ours_acc,
+            model=name, template=template, questions=len(rows), lm_eval_acc=harness_acc, ours_acc=ours_acc,
             same_predictions=sum(a == b for a, b in zip(harness_pred, ours_pred, strict=True)),
             distinct_predictions=len(set(ours_pred)), lm_eval_s=harness_s, ours_s=ours_s, speedup=harness_s / ours_s,
             lm_eval_runs_s=harness_times, ours_runs_s=ours_times,
         )  # fmt: skip
         print(
-            f"{name:12s} acc lm-eval {harness_acc:.4f} ours {ours_acc:.4f}  same predictions "
+            f"{name:12s} {template:6s} acc lm-eval {harness_acc:.4f} ours {ours_acc:.4f}  same predictions "
             f"{row['same_predictions']}/{len(rows)}  lm-eval {harness_s:7.2f} s  ours {ours_s:7.2f} s  "
             f"ours is {row['speedup']:.1f}x faster",
             flush=True,
@@ -96,22 +110,24 @@ def run(limit: int, batch_size: int, device: str, repeats: int, work: Path) -> d
     return dict(
         device=torch.cuda.get_device_name() if cuda else f"CPU {platform.processor() or platform.machine()}",
         threads=torch.get_num_threads(), date=datetime.date.today().isoformat(), torch=torch.__version__,
-        lm_eval=lm_eval.__version__, batch_size=batch_size, repeats=repeats, template="letter", results=results,
+        lm_eval=lm_eval.__version__, batch_size=batch_size, repeats=repeats, results=results,
     )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=300, help="synthetic retain questions to score")
+    parser.add_argument("--limit", type=int, default=300, help="questions to score")
+    parser.add_argument("--real", action="store_true", help="SmolLM2-135M on the real-facts MCQ instead")
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per forward, both sides")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timings per side; the fastest is kept")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        report = run(args.limit, args.batch_size, args.device, args.repeats, Path(work))
+        report = run(args.real, args.limit, args.batch_size, args.device, args.repeats, Path(work))
     slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
-    path = atomic_write_json(args.out / f"mcq_{slug}_{report['date']}.json", report)
+    tier = "real_" if args.real else ""
+    path = atomic_write_json(args.out / f"mcq_{tier}{slug}_{report['date']}.json", report)
     print(f"device {report['device']}; wrote {path}")
 
 

@@ -1,10 +1,12 @@
-"""Run methods on the embedded default and gather their before/after metrics and wall time into one table.
+"""Run methods on the embedded default or the real model and gather before/after metrics and wall time in a table.
 
     python -m benchmarks.methods                       # every method config under configs/
     python -m benchmarks.methods --methods rmu,npo,wga  # updates these rows of the day's result file
+    python -m benchmarks.methods --tier real           # every configs/real/ config: SmolLM2-135M on real facts
 
-Each method is `python -m unlearn fit --config configs/<method>.yaml` in its own process (the command a user runs),
-timed from start to exit; results go to benchmarks/results/methods_<device>_<date>.json and a Markdown table.
+Each method is `python -m unlearn fit --config configs/[real/]<method>.yaml` in its own process (the command a user
+runs), timed from start to exit, both evaluations included; results go to
+benchmarks/results/methods_[real_]<device>_<date>.json and a Markdown table.
 """
 
 from __future__ import annotations
@@ -28,18 +30,23 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 # Configs that are not unlearning methods on the embedded default.
 NOT_METHODS = {"eval_full", "probabilistic"}
-COLUMNS = ("forget/qa_acc", "forget/mcq_acc", "retain/qa_acc", "retain/mcq_acc")
+# Per tier: where its method configs live and the columns of its table. The real model answers in sentences, so its
+# QA column is ROUGE-L recall (the share of the answer's words said), not exact match.
+TIERS = {
+    "embedded": (ROOT / "configs", ("forget/qa_acc", "forget/mcq_acc", "retain/qa_acc", "retain/mcq_acc")),
+    "real": (ROOT / "configs" / "real", ("forget/qa_rougeL", "forget/mcq_acc", "retain/qa_rougeL", "retain/mcq_acc")),
+}
 
 
-def method_configs() -> list[str]:
-    """Every top-level config that unlearns the embedded default."""
-    return sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in NOT_METHODS)
+def method_configs(tier: str) -> list[str]:
+    """Every config of a tier that unlearns its model."""
+    return sorted(p.stem for p in TIERS[tier][0].glob("*.yaml") if p.stem not in NOT_METHODS)
 
 
-def run_method(name: str, workdir: Path) -> dict:
+def run_method(name: str, workdir: Path, tier: str) -> dict:
     """Fit one method in a fresh process; its metrics.json and the wall time, or the error it ended with."""
     run_dir = workdir / name
-    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(TIERS[tier][0] / f"{name}.yaml"),
                "--trainer.default_root_dir", str(run_dir), "--model.init_args.save_dir", str(run_dir / "model")]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -56,15 +63,16 @@ def meets_target(run: dict) -> bool:
     return after["forget/mcq_acc"] <= 0.35 and after["retain/mcq_acc"] >= 0.9 * before["retain/mcq_acc"]
 
 
-def table(runs: dict[str, dict]) -> str:
+def table(runs: dict[str, dict], tier: str) -> str:
     """Markdown: before -> after per column, whether the target is met, and wall time."""
-    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in COLUMNS) + " | target | wall |",
-             "|---" * (len(COLUMNS) + 3) + "|"]
+    columns = TIERS[tier][1]
+    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in columns) + " | target | wall |",
+             "|---" * (len(columns) + 3) + "|"]
     for name, run in runs.items():
         if "error" in run:
-            lines.append(f"| {name} | " + " | ".join("failed" for _ in COLUMNS) + f" | no | {run['wall_s']:.0f} s |")
+            lines.append(f"| {name} | " + " | ".join("failed" for _ in columns) + f" | no | {run['wall_s']:.0f} s |")
             continue
-        cells = [f"{run['before'][c]:.2f} -> {run['after'][c]:.2f}" for c in COLUMNS]
+        cells = [f"{run['before'][c]:.2f} -> {run['after'][c]:.2f}" for c in columns]
         met = "yes" if meets_target(run) else "no"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {met} | {run['wall_s']:.0f} s |")
     return "\n".join(lines)
@@ -73,9 +81,10 @@ def table(runs: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=None, help="comma-separated config names; default all method configs")
+    parser.add_argument("--tier", choices=sorted(TIERS), default="embedded", help="which model and configs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args()
-    available = method_configs()
+    available = method_configs(args.tier)
     names = args.methods.split(",") if args.methods else available
     unknown = sorted(set(names) - set(available))
     if unknown:
@@ -83,19 +92,20 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            runs[name] = run_method(name, Path(tmp))
-            print(table({name: runs[name]}).splitlines()[-1], flush=True)
+            runs[name] = run_method(name, Path(tmp), args.tier)
+            print(table({name: runs[name]}, args.tier).splitlines()[-1], flush=True)
     device = (torch.cuda.get_device_name() if torch.cuda.is_available()
               else f"CPU, {os.cpu_count()} cores ({platform.machine()})")
     date = datetime.date.today().isoformat()
     slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
-    path = args.out / f"methods_{slug}_{date}.json"
+    path = args.out / f"methods_{'real_' if args.tier == 'real' else ''}{slug}_{date}.json"
     if path.exists():  # a subset re-run updates its rows of the day's table and keeps the others
         runs = {**json.loads(path.read_text())["runs"], **runs}
-    report = {"device": device, "date": date, "command": "python -m unlearn fit --config configs/<method>.yaml",
+    folder = TIERS[args.tier][0].relative_to(ROOT)
+    report = {"device": device, "date": date, "command": f"python -m unlearn fit --config {folder}/<method>.yaml",
               "runs": runs}
     atomic_write_json(path, report)
-    print(table(runs))
+    print(table(runs, args.tier))
     print(f"saved {path}")
 
 

@@ -1,4 +1,6 @@
-"""Shared by the test folders: train a method a few steps on the embedded benchmark and keep its loss terms."""
+"""Shared by the test folders: a method trained a few steps on the embedded benchmark; SmolLM2 converted once."""
+
+import shutil
 
 import lightning as L
 import pytest
@@ -6,6 +8,7 @@ import torch
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
+from unlearn.models import load_model, load_tokenizer
 
 
 class Recorder(L.Callback):
@@ -60,3 +63,13 @@ def fit_fixture():
 def adam_fixture():
     """`adam(lr)`: the optimiser factory the method tests train with."""
     return adam
+
+
+@pytest.fixture(scope="session")
+def smol(tmp_path_factory):
+    """SmolLM2 converted once per session into a fresh cache, as a user's first `model: smollm2-135m` converts it."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("UNLEARN_CACHE", str(cache))
+        yield load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
+    shutil.rmtree(cache)  # 540 MB of weights; pytest would keep its last three sessions' copies

@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer from a hub id, a local directory, or the built-in tiny models."""
+"""Load a causal LM and its tokenizer from a hub id, a local directory, or a built-in name (tiny models, SmolLM2)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from unlearn import smollm2
 from unlearn.data.synthetic import SyntheticBenchmark
 
 ASSETS = Path(__file__).parent / "assets"
@@ -17,9 +18,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve(name_or_path: str) -> str:
-    """Map a built-in name to its shipped directory; fail early on a local path that does not exist."""
+    """Map a built-in name to its directory (shipped, or converted into the user's cache); fail early on bad paths."""
     if name_or_path in BUILTIN:
         return str(BUILTIN[name_or_path])
+    if name_or_path == smollm2.NAME:
+        return str(smollm2.local_dir())
     if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
         raise ValueError(f"model path {name_or_path!r} does not exist. {_hint()}")
     return name_or_path
@@ -110,4 +113,5 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def _hint() -> str:
-    return f"Use a local directory, a hub id reachable from this machine, or a built-in name: {', '.join(BUILTIN)}."
+    names = ", ".join([*BUILTIN, smollm2.NAME])
+    return f"Use a local directory, a hub id reachable from this machine, or a built-in name: {names}."

@@ -114,12 +114,20 @@ class Mixture(Source):
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+SHIPPED_DATA = Path(__file__).parent.parent / "assets"
+
+
+def shipped(path: str) -> str:
+    """Packaged data by name (real-facts/forget_mcq), so a config needs no install path; other paths pass through."""
+    file = SHIPPED_DATA / f"{path}.jsonl"
+    return str(file) if not path.startswith(("/", ".", "~")) and file.is_file() else path
 
 
 class DatasetSource(Source):
     """What the loaders of real datasets share: where the rows are, which split, and how many to keep."""
 
     def __init__(self, path: str, name: str | None, split: str, limit: int | None) -> None:
+        path = shipped(path)
         self.path, self.config_name, self.split, self.limit = path, name, split, limit
         if limit is not None and limit < 1:
             raise ValueError(
@@ -217,7 +225,8 @@ class TextSource(DatasetSource):
         """
         Args:
             path: a hub id (cais/wmdp-corpora, wikitext), a local .json/.jsonl/.parquet/.csv file
-                (e.g. bio-forget-corpus.jsonl), a folder of data files, or a save_to_disk folder.
+                (e.g. bio-forget-corpus.jsonl), a folder of data files, a save_to_disk folder, or a shipped
+                corpus (real-facts/forget_passages).
             name: the hub config, e.g. cyber-forget-corpus or wikitext-2-raw-v1.
             split: the split to read; a single file is always read whole.
             text_key: the column holding the text.
@@ -266,7 +275,7 @@ class QASource(DatasetSource):
         """
         Args:
             path: a hub id (locuslab/TOFU), a local .json/.jsonl/.parquet/.csv file, a folder of data files,
-                or a save_to_disk folder.
+                a save_to_disk folder, or a shipped set (real-facts/forget_qa).
             name: the hub config, e.g. forget10 or retain90.
             split: the split to read; a single file is always read whole.
             question_key: the column holding the question (e.g. paraphrased_question).
@@ -307,7 +316,7 @@ class MCQSource(DatasetSource):
         """
         Args:
             path: a hub id (cais/wmdp, cais/mmlu), a local .json/.jsonl/.parquet/.csv file, a folder of data
-                files, or a save_to_disk folder.
+                files, a save_to_disk folder, or a shipped set (real-facts/forget_mcq).
             name: the hub config, e.g. wmdp-bio, wmdp-cyber, wmdp-chem, or an MMLU subject or "all".
             split: the split to read; a single file is always read whole.
             question_key: the column holding the question.

@@ -14,16 +14,21 @@ from unlearn.models import SPECIAL_TOKENS
 WMDP_DOC_TO_TEXT = (
     "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
 )
+# The cloze template as lm-eval's ARC/SciQ-style tasks write it: the choice text after "Answer:".
+CLOZE_DOC_TO_TEXT = "Question: {{question}}\nAnswer:"
 
 
-def write_harness_task(folder: str | Path, task: str, rows: list[dict], description: str = "") -> Path:
-    """Rows as `<task>.jsonl` plus `<task>.yaml`, WMDP's lm-eval task config pointed at that file.
+def write_harness_task(
+    folder: str | Path, task: str, rows: list[dict], description: str = "", template: str = "letter"
+) -> Path:
+    """Rows as `<task>.jsonl` plus `<task>.yaml`, WMDP's lm-eval task config (or a cloze one) pointed at that file.
 
     Args:
         folder: where both files go; pass it to `harness_predictions`.
         task: the lm-eval task name (also the file names).
         rows: 4-choice rows {question, choices, answer}, e.g. from MCQSource or SyntheticMCQ.
         description: text before each question, as lm-eval's wmdp_bio puts its subject line.
+        template: letter (WMDP's: scored on A..D) or cloze (scored on each choice's text).
 
     Returns:
         The YAML file.
@@ -43,8 +48,8 @@ def write_harness_task(folder: str | Path, task: str, rows: list[dict], descript
         "output_type": "multiple_choice",
         "num_fewshot": 0,
         "description": description,
-        "doc_to_text": WMDP_DOC_TO_TEXT,
-        "doc_to_choice": ["A", "B", "C", "D"],
+        "doc_to_text": WMDP_DOC_TO_TEXT if template == "letter" else CLOZE_DOC_TO_TEXT,
+        "doc_to_choice": ["A", "B", "C", "D"] if template == "letter" else "{{choices}}",
         "doc_to_target": "answer",
         "target_delimiter": " ",
         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
