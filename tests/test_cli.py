@@ -8,8 +8,10 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from unlearn.cli import main
+from unlearn.cli import UnlearnCLI, main
 from unlearn.config import load_config
+from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.methods import UnlearnModule
 from unlearn.models import load_model
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -98,3 +100,12 @@ def test_every_config_parses_and_says_what_it_runs(config, capsys):
         main(["fit", *method, "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config", ["npo.yaml", "real/npo.yaml"])
+def test_prompt_format_reaches_the_data_module(config):
+    """Training rows must be put to the model as the evaluators put them: the CLI links the two settings."""
+    cli = UnlearnCLI(UnlearnModule, UnlearnDataModule, subclass_mode_model=True, run=False,
+                     args=["--config", str(CONFIGS / config)])  # fmt: skip
+    expected = "chat" if config.startswith("real/") else "plain"
+    assert cli.model.prompt_format.style == cli.datamodule.prompt_format.style == expected

@@ -25,7 +25,7 @@ class ComposedConfigFile(ActionConfigFile):
 
 
 class UnlearnCLI(LightningCLI):
-    """The method is chosen by `model.class_path`; the data module reads the model's tokenizer."""
+    """The method is chosen by `model.class_path`; the data module reads the model's tokenizer and prompt format."""
 
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         """LightningCLI's parser with a `--config` that composes (every subcommand's parser is made here)."""
@@ -36,6 +36,7 @@ class UnlearnCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
+        parser.link_arguments("model.init_args.prompt_format", "data.prompt_format", apply_on="parse")
 
 
 def main(args: list[str] | None = None) -> UnlearnCLI:
