@@ -43,9 +43,10 @@ def fast_path_model(folder: Path, rows: list[dict]) -> Path:
     return folder
 
 
-def ours(model_dir: Path, data: Path, batch_size: int, device: str, template: str) -> tuple[float, list[int]]:
+def ours(
+    model_dir: Path, data: Path, batch_size: int, device: str, template: str, description: str
+) -> tuple[float, list[int]]:
     """Our MCQTask's accuracy and predictions, from loading the model to the metric."""
-    description = DESCRIPTION if template == "letter" else ""
     task = MCQTask("wmdp", MCQSource(str(data)), template=template, description=description)
     model, tokenizer = load_model(str(model_dir)).to(device), load_tokenizer(str(model_dir))
     metric = task.make_metric().to(device)
@@ -89,7 +90,7 @@ def run(real: bool, limit: int, batch_size: int, device: str, repeats: int, work
             harness_s, (harness_acc, harness_pred) = timed(
                 harness_predictions, model_dir, task_dir, task, batch_size=batch_size, device=device
             )
-            ours_s, (ours_acc, ours_pred) = timed(ours, model_dir, data, batch_size, device, template)
+            ours_s, (ours_acc, ours_pred) = timed(ours, model_dir, data, batch_size, device, template, description)
             harness_times.append(harness_s)
             ours_times.append(ours_s)
         harness_s, ours_s = min(harness_times), min(ours_times)

@@ -150,7 +150,8 @@ def mcq_predictions(scores: torch.Tensor) -> torch.Tensor:
 def _encode_choices(
     tokenizer, rows: list[dict], template: str, description: str, prompt_format: PromptFormat
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
-    """Context ids (with special tokens) per row and continuation ids per choice, split as the harness splits them.
+    """Context ids (with special tokens, unless a chat prompt carries its own) per row and continuation ids per
+    choice, split as the harness splits them.
 
     A continuation's ids are the tail of the tokenised context + continuation past the tokenised context, not the
     continuation tokenised alone: a tokenizer that prepends its word marker to every text (the "▁" of Llama-2's
