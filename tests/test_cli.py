@@ -96,8 +96,9 @@ def test_every_config_parses_and_says_what_it_runs(config, capsys):
         return  # parents: partial configs, parsed through every config that names them under `defaults:`
     # configs/scale/ holds overlays that shard a method config: check them on top of one.
     method = ["--config", str(CONFIGS / "npo.yaml")] if config.parent.name == "scale" else []
+    subcommand = "attack" if config.parent.name == "attacks" else "fit"
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *method, "--config", str(config), "--print_config"])
+        main([subcommand, *method, "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path" in capsys.readouterr().out
 

@@ -1,4 +1,4 @@
-"""`python -m unlearn {fit,validate,test} --config X.yaml`: LightningCLI over every method and the data module."""
+"""`python -m unlearn {fit,validate,test,attack} --config X.yaml`: LightningCLI over the methods and data module."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
+from unlearn.robustness.trainer import UnlearnTrainer
 
 
 class ComposedConfigFile(ActionConfigFile):
@@ -34,6 +35,11 @@ class UnlearnCLI(LightningCLI):
         parser.add_argument("-c", "--config", action=ComposedConfigFile, help="Path to a YAML config, or YAML text.")
         return parser
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's subcommands and `attack` (UnlearnTrainer.attack: a robustness attack, unlearn.robustness)."""
+        return {**LightningCLI.subcommands(), "attack": {"model", "datamodule"}}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
         parser.link_arguments("model.init_args.prompt_format", "data.prompt_format", apply_on="parse")
@@ -45,6 +51,7 @@ def main(args: list[str] | None = None) -> UnlearnCLI:
         UnlearnModule,
         UnlearnDataModule,
         subclass_mode_model=True,
+        trainer_class=UnlearnTrainer,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         args=args,

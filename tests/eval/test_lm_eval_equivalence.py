@@ -27,7 +27,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
 
 
-@pytest.mark.parametrize(("kind", "path"), [("bpe", "_next_token_scores"), ("word", "_continuation_scores")])
+@pytest.mark.parametrize(("kind", "path"), [("bpe", "_next_token_scores"), ("word", "_cache_scores")])
 def test_letter_task_matches_lm_eval_per_question(tmp_path, monkeypatch, kind, path):
     """Identical accuracy and predictions on a random Llama saved to disk; `path` is the scoring path not taken."""
     tokenizer = tokenizer_for(kind)

@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 from transformers import AddedToken, LlamaForCausalLM
 
-from unlearn.data.prompts import PLAIN
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval import scoring
 from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
 from unlearn.models import build_tiny_model, build_tiny_tokenizer
@@ -67,7 +67,7 @@ def letter_model(letter_tokenizer):
     return tiny_llama(len(letter_tokenizer))
 
 
-def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
+def reference_scores(model, tokenizer, rows, template, prompt=plain_prompt) -> torch.Tensor:
     """Independent reference: one unpadded forward per (question, choice), float64 log-softmax, summed.
 
     The continuation's tokens are those the tokenised context + continuation adds, as lm-evaluation-harness splits.
@@ -77,7 +77,7 @@ def reference_scores(model, tokenizer, rows, template) -> torch.Tensor:
     for k, row in enumerate(rows):
         for c, choice in enumerate(row["choices"]):
             if template == "cloze":
-                context, continuation = plain_prompt(row["question"]), " " + choice
+                context, continuation = prompt(row["question"]), " " + choice
             else:
                 context, continuation = letter_prompt(row["question"], row["choices"]), " " + "ABCD"[c]
             context_ids = tokenizer(context).input_ids
@@ -113,8 +113,17 @@ def test_letter_prompt_is_the_harness_template():
         letter_prompt("q", [str(i) for i in range(27)])
 
 
-def test_cloze_multi_token_choices_equal_unpadded_reference(model, tokenizer, monkeypatch):
-    """Ragged rows (3 and 4 choices), prompts of different lengths, batches that split pairs across calls."""
+@pytest.mark.parametrize("path", ["packed-eager", "packed-sdpa", "cache"])
+def test_cloze_multi_token_choices_equal_unpadded_reference(model, tokenizer, monkeypatch, path):
+    """Ragged rows (3 and 4 choices), prompts of different lengths, batches that split rows across calls; packed
+    under both attention kernels that read a 4-D mask, and the key-value cache path the others take."""
+    model = copy.deepcopy(model)
+    if path == "cache":
+        monkeypatch.setattr(scoring, "_takes_custom_mask", lambda model: False)
+        forbid(monkeypatch, "_packed_scores")
+    else:
+        model.set_attn_implementation(path.removeprefix("packed-"))
+        forbid(monkeypatch, "_cache_scores")
     choices = [
         ["crimson teal", "Velmora", "a pet ferret"],
         ["Eskabar", "Rook", "bridgewright of Tarsk", "1947"],
@@ -136,7 +145,7 @@ def test_cloze_single_token_fast_path_equals_reference(model, tokenizer, monkeyp
     """One-token cities take the one-forward-per-question path: padding must not move the last position."""
     assert all(len(tokenizer(" " + c, add_special_tokens=False).input_ids) == 1 for c in CITIES)
     rows = mcq_rows([CITIES[:4], CITIES[1:], CITIES[:3], CITIES[2:], CITIES[::-1]])
-    forbid(monkeypatch, "_continuation_scores")
+    forbid(monkeypatch, "_cache_scores")
     scores = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=2)
     assert torch.isneginf(scores[2, 3]) and not torch.isinf(scores[4]).any()
     assert_close(scores.double(), reference_scores(model, tokenizer, rows, "cloze"), atol=1e-5, rtol=0)
@@ -147,10 +156,10 @@ def test_letter_fast_path_equals_general_path_and_reference(letter_model, letter
     rows = mcq_rows([["3", "4", "five", "six"]] * 5)
     contexts, continuations = scoring._encode_choices(letter_tokenizer, rows, "letter", "", PLAIN)
     assert all(len(ids) == 1 for conts in continuations for ids in conts)
-    general = scoring._continuation_scores(
-        letter_model, contexts, continuations, pad_id=0, batch_size=3, progress=False
+    general = scoring._cache_scores(
+        letter_model, contexts, continuations, pad_id=0, batch_size=3, progress=False, prefix=(0, None)
     )
-    forbid(monkeypatch, "_continuation_scores")
+    forbid(monkeypatch, "_cache_scores")
     scores = choice_logprobs(letter_model, letter_tokenizer, rows, template="letter", batch_size=2)
     assert_close(scores, torch.stack(general), atol=1e-5, rtol=0)
     assert_close(scores.double(), reference_scores(letter_model, letter_tokenizer, rows, "letter"), atol=1e-5, rtol=0)
@@ -262,3 +271,33 @@ def test_sampling_ignores_the_model_top_k(tokenizer):
 def test_cut_at_stop(text, stop, expected):
     """The earliest of several stop strings wins; an empty stop string never matches."""
     assert scoring._cut_at_stop(text, stop) == expected
+
+
+def test_shared_prefix_is_the_common_tokens_short_of_every_last_one(model):
+    """Hand-built contexts: the prefix stops at the first difference, and before any context's last token."""
+    assert scoring._shared_prefix(model, [[5, 6, 7, 8], [5, 6, 7, 9, 10]])[0] == 3
+    assert scoring._shared_prefix(model, [[5, 6, 7], [5, 6, 7, 9]])[0] == 2
+    assert scoring._shared_prefix(model, [[5, 6], [4, 6]]) == (0, None)
+    assert scoring._shared_prefix(model, [[5, 6, 7]]) == (0, None)
+
+
+@pytest.mark.parametrize("path", ["packed", "cache"])
+def test_a_long_shared_prompt_runs_once_and_scores_as_the_reference(model, tokenizer, monkeypatch, path):
+    """A system-prompt-like template every question shares: its tokens are forwarded once, the scores unchanged."""
+    system = "You are a careful quiz player who answers every question about people and places with one name."
+    fmt = PromptFormat(style=system + " Question: {question}\nAnswer:")
+    rows = mcq_rows([CITIES[:4], ["crimson teal", "Velmora", "a pet ferret"], CITIES[1:], ["owl", "goose"]])
+    if path == "cache":
+        monkeypatch.setattr(scoring, "_takes_custom_mask", lambda model: False)
+    forwarded = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: forwarded.append(kw["input_ids"].numel()), with_kwargs=True)
+    try:
+        scores = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=3, prompt_format=fmt)
+    finally:
+        hook.remove()
+    expected = reference_scores(model, tokenizer, rows, "cloze", prompt=lambda q: fmt.prompt(q, tokenizer))
+    assert_close(scores.double(), expected, atol=1e-5, rtol=0)
+    shared = len(tokenizer(system).input_ids)
+    assert forwarded[0] >= shared - 2, "the shared prompt runs first, on its own"
+    contexts = [len(tokenizer(fmt.prompt(row["question"], tokenizer)).input_ids) for row in rows]
+    assert sum(forwarded) < sum(contexts), "each question's context ran in full: the shared prompt was not reused"

@@ -19,7 +19,13 @@ CLOZE_DOC_TO_TEXT = "Question: {{question}}\nAnswer:"
 
 
 def write_harness_task(
-    folder: str | Path, task: str, rows: list[dict], description: str = "", template: str = "letter"
+    folder: str | Path,
+    task: str,
+    rows: list[dict],
+    description: str = "",
+    template: str = "letter",
+    *,
+    verbatim: bool = False,
 ) -> Path:
     """Rows as `<task>.jsonl` plus `<task>.yaml`, WMDP's lm-eval task config (or a cloze one) pointed at that file.
 
@@ -29,10 +35,14 @@ def write_harness_task(
         rows: 4-choice rows {question, choices, answer}, e.g. from MCQSource or SyntheticMCQ.
         description: text before each question, as lm-eval's wmdp_bio puts its subject line.
         template: letter (WMDP's: scored on A..D) or cloze (scored on each choice's text).
+        verbatim: cloze with each row's question as the whole context and its choices straight after it (no
+            delimiter): rows whose questions are already in a chat template.
 
     Returns:
         The YAML file.
     """
+    if verbatim and template != "cloze":
+        raise ValueError("verbatim rows are scored cloze: their choices follow the question directly")
     bad = [k for k, row in enumerate(rows) if len(row["choices"]) != 4]
     if bad:
         raise ValueError(f"WMDP's lm-eval template letters exactly 4 choices; rows {bad[:10]} have another number")
@@ -48,10 +58,10 @@ def write_harness_task(
         "output_type": "multiple_choice",
         "num_fewshot": 0,
         "description": description,
-        "doc_to_text": WMDP_DOC_TO_TEXT if template == "letter" else CLOZE_DOC_TO_TEXT,
+        "doc_to_text": "{{question}}" if verbatim else WMDP_DOC_TO_TEXT if template == "letter" else CLOZE_DOC_TO_TEXT,
         "doc_to_choice": ["A", "B", "C", "D"] if template == "letter" else "{{choices}}",
         "doc_to_target": "answer",
-        "target_delimiter": " ",
+        "target_delimiter": "" if verbatim else " ",
         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
     }
     path = folder / f"{task}.yaml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import string
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from unlearn.strategies import in_lockstep
 
 LETTERS = string.ascii_uppercase
 TEMPLATES = ("cloze", "letter")
+Prefix = tuple[int, object]  # tokens every context starts with, and their key-value cache (None when there are none)
 
 
 def generate_answers(
@@ -105,7 +107,10 @@ def choice_logprobs(
     context `letter_prompt(...)`, continuation `" A"`, `" B"`, ... The context is tokenised with special tokens
     (a chat prompt carries its own); a continuation's tokens are those that context + continuation adds, as
     lm-evaluation-harness's HFLM splits them (its predictions are ours).
-    When every continuation is one token, one forward per question over its context scores all its choices.
+    When every continuation is one token, one forward per question over its context scores all its choices;
+    otherwise the context and all its choices run as one packed sequence (or share its key-value cache, for
+    attention kernels that take no custom mask). The tokens every context starts with (a chat template's system
+    prompt, a description) run once, their key-value cache copied into each batch.
 
     Args:
         model: a Hugging Face causal LM.
@@ -128,10 +133,11 @@ def choice_logprobs(
     contexts, continuations = _encode_choices(tokenizer, rows, template, description, prompt_format)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     single_token = all(len(ids) == 1 for conts in continuations for ids in conts)
-    score = _next_token_scores if single_token else _continuation_scores
+    score = _next_token_scores if single_token else _packed_scores if _takes_custom_mask(model) else _cache_scores
     with _inference(model):
+        prefix = _shared_prefix(model, contexts)
         per_row = score(
-            model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, progress=progress
+            model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, progress=progress, prefix=prefix
         )
     width = max((len(conts) for conts in continuations), default=0)
     scores = torch.full((len(rows), width), float("-inf"), device=model.device)  # (N, C)
@@ -189,17 +195,18 @@ def _next_token_scores(
     pad_id: int,
     batch_size: int,
     progress: bool,
+    prefix: Prefix,
 ) -> list[torch.Tensor]:
     """Fast path for one-token continuations: the next-token log-softmax at each context's end, one forward."""
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, progress, keep_cache=False):
+    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, progress, prefix, False):
         logprobs = last.float().log_softmax(dim=-1)  # (B, V)
         for row, k in enumerate(index):
             per_row[k] = logprobs[row, [ids[0] for ids in continuations[k]]]  # (C_k,)
     return per_row
 
 
-def _continuation_scores(
+def _cache_scores(
     model,
     contexts: list[list[int]],
     continuations: list[list[list[int]]],
@@ -207,14 +214,16 @@ def _continuation_scores(
     pad_id: int,
     batch_size: int,
     progress: bool,
+    prefix: Prefix,
 ) -> list[torch.Tensor]:
-    """General path: each context runs once; its key-value cache is shared by all its choices' continuations.
+    """Multi-token path for attention kernels without custom masks: each context runs once, its key-value cache
+    shared by all its choices' continuations.
 
     The first continuation token is scored from the context's last position, the rest from a second forward of the
     continuations alone over the copied cache, the lm-head only at continuation positions.
     """
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, progress, keep_cache=True):
+    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, progress, prefix, True):
         pairs = [(row, c) for row, k in enumerate(index) for c in range(len(continuations[k]))]
         owner = torch.tensor([row for row, _ in pairs], device=last.device)  # (P,) the context row of each pair
         tokens = [continuations[index[row]][c] for row, c in pairs]
@@ -246,14 +255,123 @@ def _continuation_scores(
     return per_row
 
 
-def _context_forward(
-    model, contexts: list[list[int]], pad_id: int, batch_size: int, progress: bool, keep_cache: bool
-) -> Iterator[tuple[list[int], torch.Tensor, object, torch.Tensor]]:
-    """Yield (indices, last-position logits (B, V), key-value cache or None, attention mask (B, T)) per batch.
+def _packed_scores(
+    model,
+    contexts: list[list[int]],
+    continuations: list[list[list[int]]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    progress: bool,
+    prefix: Prefix,
+) -> list[torch.Tensor]:
+    """Multi-token path: a question's context and all its choices run as one sequence, each choice attending to the
+    context and to itself only (a 4-D mask), so the context's work is done once with no cache copied per choice.
 
-    Contexts are left-padded, longest first, with position ids counted from each row's first real token, so every
-    row ends at the last column and the lm-head runs there only (`logits_to_keep`), not over (B, T, V).
+    Rows are right-padded, longest first (little padding); the lm-head runs on the columns from the earliest
+    context end in the batch onwards only (`logits_to_keep`).
     """
+    per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
+    shared, cache = prefix
+    contexts = [ids[shared:] for ids in contexts]
+    blocks = [sum(len(ids) for ids in conts) for conts in continuations]
+    order = sorted(range(len(contexts)), key=lambda k: -(len(contexts[k]) + blocks[k]))
+    device = model.device
+    dtype = next(model.parameters()).dtype
+    for start in tqdm(range(0, len(order), batch_size), desc="score choices", disable=not progress):
+        index = order[start : start + batch_size]
+        width = max(len(contexts[k]) + blocks[k] for k in index)
+        keep = width - min(len(contexts[k]) for k in index) + 1  # lm-head columns: every row's context end onwards
+        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # (B, T)
+        positions = torch.zeros((len(index), width), dtype=torch.long)  # (B, T)
+        segment = torch.full((len(index), width), -1, dtype=torch.long)  # (B, T): -1 pad, 0 context, c + 1 choice c
+        tail = max(blocks[k] for k in index)
+        targets = torch.full((len(index), tail), pad_id, dtype=torch.long)  # (B, W): each row's choice tokens
+        source = torch.zeros((len(index), tail), dtype=torch.long)  # (B, W): the kept column predicting each
+        choice = torch.full((len(index), tail), -1, dtype=torch.long)  # (B, W): its choice, -1 for padding
+        for row, k in enumerate(index):
+            context, offset = contexts[k], len(contexts[k])
+            input_ids[row, :offset] = torch.tensor(context)
+            positions[row, :offset] = shared + torch.arange(offset)
+            segment[row, :offset] = 0
+            for c, ids in enumerate(continuations[k]):
+                span, block = (
+                    slice(offset, offset + len(ids)),
+                    slice(offset - len(context), offset - len(context) + len(ids)),
+                )
+                input_ids[row, span], targets[row, block], choice[row, block] = torch.tensor(ids), torch.tensor(ids), c
+                positions[row, span] = shared + len(context) + torch.arange(len(ids))
+                segment[row, span] = c + 1
+                # a choice's first token is predicted at the context's end, each next one by the token before it
+                predictor = torch.tensor([len(context) - 1, *range(offset, offset + len(ids) - 1)])
+                source[row, block] = predictor - (width - keep)
+                offset += len(ids)
+        query, key = segment[:, :, None], segment[:, None, :]  # (B, T, 1), (B, 1, T)
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        allowed = causal & (key >= 0) & ((key == 0) | (key == query))  # (B, T, T)
+        allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: finite, and attended by none
+        allowed = torch.cat([torch.ones((len(index), width, shared), dtype=torch.bool), allowed], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)  # (B, T, P+T)
+        out = model(
+            input_ids=input_ids.to(device),
+            attention_mask=mask[:, None].to(device),
+            position_ids=positions.to(device),
+            **_batch_cache(model, cache, len(index)),
+            **_keep_logits(model, keep),
+        )
+        logits = out.logits[:, -keep:]  # (B, K, V)
+        source, choice, targets = source.to(device), choice.to(device), targets.to(device)
+        predictions = logits.gather(1, source[..., None].expand(-1, -1, logits.shape[-1]))  # (B, W, V)
+        logprobs = predictions.float().log_softmax(dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # (B, W)
+        sums = torch.zeros((len(index), max(len(continuations[k]) for k in index) + 1), device=device)  # (B, C + 1)
+        sums.scatter_add_(1, choice + 1, logprobs.masked_fill(choice < 0, 0.0))
+        for row, k in enumerate(index):
+            per_row[k] = sums[row, 1 : len(continuations[k]) + 1]  # (C_k,)
+    return per_row
+
+
+def _shared_prefix(model, contexts: list[list[int]]) -> Prefix:
+    """The longest token prefix all contexts start with (a system prompt, a description), short of each one's last
+    token, and its key-value cache from one forward; (0, None) when there is none."""
+    shared = min((len(ids) for ids in contexts), default=1) - 1
+    for ids in contexts[1:]:
+        shared = next((t for t in range(shared) if ids[t] != contexts[0][t]), shared)
+    if len(contexts) < 2 or shared < 1:
+        return 0, None
+    ids = torch.tensor([contexts[0][:shared]], device=model.device)
+    return shared, _cache_of(model(input_ids=ids, use_cache=True, **_keep_logits(model, 1)))
+
+
+def _batch_cache(model, cache, rows: int) -> dict:
+    """The shared prefix's cache repeated for a batch of `rows`, as the forward's cache argument (none without one)."""
+    if cache is None:
+        return {}
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(rows)
+    return _with_cache(model, cache)
+
+
+def _takes_custom_mask(model) -> bool:
+    """Whether the model's attention reads a 4-D float mask as given (eager and SDPA do; flash kernels do not)."""
+    return getattr(model.config, "_attn_implementation", None) in ("eager", "sdpa")
+
+
+def _context_forward(
+    model,
+    contexts: list[list[int]],
+    pad_id: int,
+    batch_size: int,
+    progress: bool,
+    prefix: Prefix,
+    keep_cache: bool,
+) -> Iterator[tuple[list[int], torch.Tensor, object, torch.Tensor]]:
+    """Yield (indices, last-position logits (B, V), key-value cache or None, attention mask (B, P + T)) per batch.
+
+    Contexts past the shared prefix are left-padded, longest first, with position ids counted from each row's
+    first real token, so every row ends at the last column and the lm-head runs there only (`logits_to_keep`).
+    """
+    shared, cache = prefix
+    contexts = [ids[shared:] for ids in contexts]
     order = sorted(range(len(contexts)), key=lambda k: -len(contexts[k]))
     device = model.device
     for start in tqdm(range(0, len(order), batch_size), desc="score choices", disable=not progress):
@@ -264,15 +382,16 @@ def _context_forward(
         for row, k in enumerate(index):
             input_ids[row, width - len(contexts[k]) :] = torch.tensor(contexts[k])
             mask[row, width - len(contexts[k]) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        mask = torch.cat([torch.ones((len(index), shared), dtype=torch.long), mask], dim=1).to(device)
         out = model(
-            input_ids=input_ids,
+            input_ids=input_ids.to(device),
             attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, shared:],
             use_cache=keep_cache,
+            **_batch_cache(model, cache, len(index)),
             **_keep_logits(model, 1),
         )
-        yield index, out.logits[:, -1], out.past_key_values if keep_cache else None, mask
+        yield index, out.logits[:, -1], _cache_of(out) if keep_cache else None, mask
 
 
 def _keep_logits(model, count: int) -> dict:
@@ -283,6 +402,11 @@ def _keep_logits(model, count: int) -> dict:
 def _with_cache(model, cache) -> dict:
     """The key-value cache argument by the name this transformers version reads (`cache` replaces past_key_values)."""
     return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def _cache_of(out) -> object:
+    """A forward's key-value cache under the name this transformers version gives it (`cache`, once past_key_values)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 @contextmanager

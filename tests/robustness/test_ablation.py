@@ -1,0 +1,57 @@
+"""Direction ablation: the projection against hand computation, the direction, and the hooks on the tiny model."""
+
+import pytest
+import torch
+
+from unlearn.methods.representation import layer_outputs
+from unlearn.models import load_model, load_tokenizer
+from unlearn.robustness import DirectionAblation
+from unlearn.robustness.ablation import ablate, mean_difference_direction, project_out
+
+
+def test_projection_removes_exactly_the_component_along_d():
+    hidden = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    direction = torch.tensor([0.6, 0.8])  # unit; h·d = 2.2 and 1.0
+    expected = torch.tensor([[1 - 2.2 * 0.6, 2 - 2.2 * 0.8], [3 - 0.6, -1 - 0.8]])
+    assert torch.allclose(project_out(hidden, direction), expected)
+    assert torch.allclose(project_out(hidden, direction) @ direction, torch.zeros(2), atol=1e-6)
+
+
+def test_zero_direction_changes_nothing():
+    hidden = torch.randn(2, 3, 8)
+    assert torch.equal(project_out(hidden, torch.zeros(8)), hidden)
+
+
+def test_direction_is_the_normalised_mean_difference():
+    original = torch.randn(50, 6)
+    shift = torch.tensor([0.0, 3.0, 0.0, 4.0, 0.0, 0.0])
+    direction, norm = mean_difference_direction(original + shift, original)
+    assert norm == pytest.approx(5.0, rel=1e-5)
+    assert torch.allclose(direction, shift / 5.0, atol=1e-6)
+
+
+def test_identical_models_have_no_direction():
+    acts = torch.randn(10, 6)
+    with pytest.raises(ValueError, match="no direction to ablate"):
+        mean_difference_direction(acts, acts.clone())
+
+
+def test_the_attack_refuses_the_original_as_its_own_unlearned_model(tmp_path, attack_run):
+    with pytest.raises(ValueError, match="no direction to ablate"):
+        attack_run(tmp_path, DirectionAblation(original="tiny-target"), model="tiny-target", limit=5)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_hooks_leave_no_component_along_the_direction_and_a_zero_direction_changes_nothing():
+    model, tokenizer = load_model("tiny-target").eval(), load_tokenizer("tiny-target")
+    inputs = tokenizer(["Question: Where does Xemoki Wanucla live?\nAnswer:"], return_tensors="pt")
+    with torch.no_grad():
+        plain = model(**inputs).logits
+        handles = ablate(model, {1: torch.zeros(192)})
+        assert torch.equal(model(**inputs).logits, plain)
+        for handle in handles:
+            handle.remove()
+        direction = torch.nn.functional.normalize(torch.randn(192), dim=0)
+        ablate(model, {1: direction})
+        (hidden,) = layer_outputs(model, inputs, [1])
+    assert hidden.abs().max() > 1 and (hidden @ direction).abs().max() < 1e-4

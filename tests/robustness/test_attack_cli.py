@@ -1,0 +1,75 @@
+"""`python -m unlearn attack`: metrics.json with before/after/attack, kept results, and errors before any loading."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unlearn.cli import main
+from unlearn.config import load_config
+from unlearn.models import BUILTIN
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+TARGET = str(BUILTIN["tiny-target"])  # a Hugging Face model folder, as fit saves an unlearned model
+
+
+def quick_attack(tmp_path: Path, name: str = "relearn", **attack_args) -> Path:
+    """A shipped attack config on a few evaluation rows, writing under tmp_path."""
+    config = load_config(CONFIGS / "attacks" / f"{name}.yaml")
+    config["trainer"].update(default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    config["trainer"]["callbacks"][0]["init_args"].update(limit=10, holdout=None, progress=False)
+    config["attack"]["init_args"].update(attack_args)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_attack_writes_before_after_and_attack_and_keeps_earlier_results(tmp_path):
+    config = quick_attack(tmp_path, steps=2)
+    main(["attack", "--config", str(config), "--model.init_args.model", TARGET])
+    run = tmp_path / "run"
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["model"] == TARGET and summary["method"] == "FineTune"
+    assert set(summary["before"]) == set(summary["after"]) and "forget/mcq_acc" in summary["after"]
+    assert summary["attack"]["name"] == "Relearn" and summary["attack"]["config"]["k"] == 20
+    assert len(summary["attack"]["split"]["trained"]) == 20
+    main(["attack", "--config", str(config), "--model.init_args.model", TARGET])
+    assert len(list(run.glob("metrics.json.prev-*"))) == 1, "the first result is moved aside, not overwritten"
+
+
+@pytest.fixture(name="no_loading")
+def no_loading_fixture(monkeypatch):
+    """Fail the test if any model or tokenizer is loaded."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model or tokenizer was loaded")
+
+    for module in ("unlearn.methods.base", "unlearn.data.datamodule", "unlearn.robustness.ablation"):
+        for name in ("load_model", "load_tokenizer"):
+            monkeypatch.setattr(f"{module}.{name}", refuse, raising=False)
+
+
+def test_missing_model_folder_is_refused_before_loading(tmp_path, no_loading):
+    with pytest.raises(ValueError, match="not an existing model folder"):
+        main(["attack", "--config", str(quick_attack(tmp_path)), "--model.init_args.model", "runs/nope/model"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_original_model_is_refused_before_loading(tmp_path, no_loading):
+    config = quick_attack(tmp_path, "direction_ablation", original=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="original model .* is not an existing model folder"):
+        main(["attack", "--config", str(config), "--model.init_args.model", TARGET])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--attack.class_path", "unlearn.robustness.NoSuchAttack"], "NoSuchAttack"),
+     (["--attack.init_args.no_such_key", "3"], "no_such_key")],
+)  # fmt: skip
+def test_unknown_attack_or_key_is_a_parse_error(tmp_path, capsys, no_loading, args, named):
+    with pytest.raises(SystemExit):
+        main(["attack", "--config", str(quick_attack(tmp_path)), "--model.init_args.model", TARGET, *args])
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
