@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -29,12 +30,14 @@ from unlearn.kernels.fused_logprob import fused_linear_logprob, linear_logprob_r
 from unlearn.kernels.rmu_mse import masked_mse, masked_mse_reference
 
 RESULTS = Path(__file__).parent / "results"
+# The fused providers: Triton on a GPU (auto) and under the interpreter (a rehearsal), else the chunked PyTorch path.
+BACKEND = "triton" if os.environ.get("TRITON_INTERPRET") == "1" else "auto"
 # Dense bf16 TFLOP/s and HBM TB/s from the vendor datasheets (SXM parts).
 DATASHEET = {"H100": (989.4, 3.35), "H200": (989.4, 4.8), "A100": (312.0, 2.04)}
 # Shapes per preset: op → list of dicts.
 SHAPES = {
     "llama3": {
-        "logprob": [dict(N=n, H=4096, V=128256) for n in (4096, 8192, 16384)],
+        "logprob": [dict(N=n, H=4096, V=128256) for n in (8192, 16384)],
         "logprob_entropy": [dict(N=8192, H=4096, V=128256)],
         "entropy": [dict(N=n, V=128256) for n in (4096, 8192)],
         "rmu_mse": [dict(B=8, T=2048, D=4096, target="vector"), dict(B=8, T=2048, D=4096, target="tensor")],
@@ -44,6 +47,12 @@ SHAPES = {
         "logprob_entropy": [dict(N=512, H=256, V=32000)],
         "entropy": [dict(N=512, V=32000)],
         "rmu_mse": [dict(B=4, T=256, D=1024, target="tensor")],
+    },
+    "tiny": {  # a rehearsal under the interpreter
+        "logprob": [dict(N=64, H=32, V=300)],
+        "logprob_entropy": [dict(N=32, H=32, V=300)],
+        "entropy": [dict(N=16, V=300)],
+        "rmu_mse": [dict(B=2, T=8, D=40, target="tensor")],
     },
 }
 
@@ -70,10 +79,17 @@ def _logprob_case(N, H, V, device, dtype, entropy_too=False):
         def run():
             logp, ent = fn(hidden, weight, targets, with_entropy=entropy_too)
             return logp + ent if entropy_too else logp
+
         return run
 
-    providers = {"eager": first(linear_logprob_reference), "compiled": first(compiled),
-                 "fused": first(fused_linear_logprob)}
+    providers = {
+        "eager": first(linear_logprob_reference),
+        "compiled": first(compiled),
+        "fused": first(functools.partial(fused_linear_logprob, backend=BACKEND)),
+    }
+    if not entropy_too:  # per-token −cross-entropy = log p(target): the same quantity
+        providers["liger"] = lambda: -_liger()(hidden, weight, targets, reduction="none")
+        providers["cce"] = lambda: -_cce()(hidden, weight, targets, reduction="none")
     mm = 2.0 * N * H * V
     return Case([hidden, weight], providers, torch.randn(N, device=device, generator=g), (mm, 3 * mm), None)
 
@@ -82,9 +98,11 @@ def _entropy_case(N, V, device, dtype):
     g = torch.Generator(device).manual_seed(0)
     logits = (3 * torch.randn(N, V, device=device, generator=g)).to(dtype).requires_grad_()
     compiled = torch.compile(entropy_reference, dynamic=False)
-    providers = {"eager": lambda: entropy_reference(logits, temperature=0.7),
-                 "compiled": lambda: compiled(logits, temperature=0.7),
-                 "fused": lambda: entropy(logits, temperature=0.7)}
+    providers = {
+        "eager": lambda: entropy_reference(logits, temperature=0.7),
+        "compiled": lambda: compiled(logits, temperature=0.7),
+        "fused": lambda: entropy(logits, temperature=0.7, backend=BACKEND),
+    }
     size = N * V * logits.element_size()
     return Case([logits], providers, torch.randn(N, device=device, generator=g), None, (size, 3 * size))
 
@@ -95,13 +113,33 @@ def _rmu_case(B, T, D, target, device, dtype):
     y = torch.randn(D if target == "vector" else (B, T, D), device=device, dtype=dtype, generator=g)
     mask = torch.rand(B, T, device=device, generator=g) > 0.2
     compiled = torch.compile(masked_mse_reference, dynamic=False)
-    providers = {"eager": lambda: masked_mse_reference(hidden, y, mask),
-                 "compiled": lambda: compiled(hidden, y, mask),
-                 "fused": lambda: masked_mse(hidden, y, mask)}
+    providers = {
+        "eager": lambda: masked_mse_reference(hidden, y, mask),
+        "compiled": lambda: compiled(hidden, y, mask),
+        "fused": lambda: masked_mse(hidden, y, mask, backend=BACKEND),
+    }
     size = hidden.numel() * hidden.element_size()
     reads = size * (2 if target == "tensor" else 1)
     # forward+backward at the floor: read h (and y) once, write ∂h once.
     return Case([hidden], providers, torch.ones((), device=device), None, (reads, reads + size))
+
+
+def _liger():
+    """Liger-Kernel's fused linear cross-entropy (PyPI liger-kernel), imported when its provider runs."""
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    def loss(*args, **kwargs):
+        out = liger_fused_linear_cross_entropy(*args, **kwargs)
+        return out[0] if isinstance(out, tuple) else out  # some versions also return the z-loss
+
+    return loss
+
+
+def _cce():
+    """Apple's Cut Cross-Entropy (PyPI cut-cross-entropy), imported when its provider runs."""
+    from cut_cross_entropy import linear_cross_entropy
+
+    return linear_cross_entropy
 
 
 def _build(op: str, shape: dict, device: str, dtype: torch.dtype) -> Case:
@@ -143,8 +181,9 @@ def _peak_bytes(fn: Callable[[], object], leaves: list[torch.Tensor], cuda: bool
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     live = peak = 0
-    for event in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                        key=lambda e: e.start_ns()):
+    for event in sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    ):
         live += event.nbytes()
         peak = max(peak, live)
     return peak
@@ -177,21 +216,29 @@ def _accuracy(device: str, dtype: torch.dtype) -> dict:
     targets[::7] = -100
     up = torch.randn(2, n, device=device, generator=g, dtype=torch.float64)
     result = {}
-    runs = (("reference", linear_logprob_reference, torch.float64),
-            ("eager", linear_logprob_reference, dtype), ("fused", fused_linear_logprob, dtype))
+    runs = (
+        ("reference", linear_logprob_reference, torch.float64),
+        ("eager", linear_logprob_reference, dtype),
+        ("fused", fused_linear_logprob, dtype),
+    )
     for name, fn, cast in runs:
         leaves = [hidden.to(cast, copy=True).requires_grad_(), weight.to(cast, copy=True).requires_grad_()]
         logp, ent = fn(*leaves, targets, temperature=0.8, with_entropy=True)
         (up[0] * logp + up[1] * ent).sum().backward()
         result[name] = [logp.detach(), ent.detach(), leaves[0].grad, leaves[1].grad]
     names = ("logp", "entropy", "grad_hidden", "grad_weight")
-    return {provider: {k: float((a.double() - b).norm() / b.norm()) for k, a, b in
-                       zip(names, result[provider], result["reference"], strict=True)}
-            for provider in ("eager", "fused")}
+    return {
+        provider: {
+            k: float((a.double() - b).norm() / b.norm())
+            for k, a, b in zip(names, result[provider], result["reference"], strict=True)
+        }
+        for provider in ("eager", "fused")
+    }
 
 
-def run(ops: list[str], preset: str, providers: list[str]) -> dict:
-    """Every op × shape × provider, with ratios against eager and compiled from the same run."""
+def run(ops: list[str], preset: str, providers: list[str], out: Path | None = None) -> dict:
+    """Every op × shape × provider, with ratios against eager and compiled from the same run; with `out`, the report
+    so far is saved after each shape, so a run stopped by a timeout keeps what it measured."""
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -200,11 +247,23 @@ def run(ops: list[str], preset: str, providers: list[str]) -> dict:
     accuracy = _accuracy(device, dtype)
     print(f"{name}: ceilings {ceilings}, logprob relative errors vs float64 {accuracy}", flush=True)
     rows = []
+    report = dict(
+        device=name,
+        date=datetime.date.today().isoformat(),
+        torch=torch.__version__,
+        triton=triton.__version__,
+        dtype=str(dtype).removeprefix("torch."),
+        preset=preset,
+        ceilings=ceilings,
+        logprob_accuracy=accuracy,
+        datasheet=dict(zip(("bf16_tflops", "hbm_tbps"), sheet, strict=True)) if sheet else None,
+        results=rows,
+    )
     for op in ops:
         for shape in SHAPES[preset][op]:
             case = _build(op, shape, device, dtype)
             found = {}
-            for provider in providers:
+            for provider in (p for p in providers if p in case.providers):
                 fwd = case.providers[provider]
 
                 def both(fwd=fwd, up=case.upstream):
@@ -213,8 +272,12 @@ def run(ops: list[str], preset: str, providers: list[str]) -> dict:
                 try:
                     both()  # compiles and warms up
                     row = dict(
-                        op=op, shape=shape, dtype=str(dtype).removeprefix("torch."), provider=provider,
-                        fwd_ms=_time_ms(fwd, case.leaves, cuda), fwdbwd_ms=_time_ms(both, case.leaves, cuda),
+                        op=op,
+                        shape=shape,
+                        dtype=str(dtype).removeprefix("torch."),
+                        provider=provider,
+                        fwd_ms=_time_ms(fwd, case.leaves, cuda),
+                        fwdbwd_ms=_time_ms(both, case.leaves, cuda),
                         fwd_peak_bytes=_peak_bytes(fwd, case.leaves, cuda),
                         fwdbwd_peak_bytes=_peak_bytes(both, case.leaves, cuda),
                     )
@@ -237,12 +300,9 @@ def run(ops: list[str], preset: str, providers: list[str]) -> dict:
             del case
             if cuda:
                 torch.cuda.empty_cache()
-    return dict(
-        device=name, date=datetime.date.today().isoformat(), torch=torch.__version__,
-        triton=triton.__version__,
-        dtype=str(dtype).removeprefix("torch."), preset=preset, ceilings=ceilings, logprob_accuracy=accuracy,
-        datasheet=dict(zip(("bf16_tflops", "hbm_tbps"), sheet, strict=True)) if sheet else None, results=rows,
-    )
+            if out is not None:
+                _save(report, out)
+    return report
 
 
 def _rates(row: dict, case: Case, ceilings: dict, sheet: tuple[float, float] | None) -> None:
@@ -267,10 +327,12 @@ def _rates(row: dict, case: Case, ceilings: dict, sheet: tuple[float, float] | N
 
 def _line(row: dict) -> str:
     unit = "tflops" if "fwd_tflops" in row else "gbps"
-    return (f"{row['op']:16s} {json.dumps(row['shape']):48s} {row['provider']:8s} "
-            f"fwd {row['fwd_ms']:9.3f} ms  "
-            f"fwd+bwd {row['fwdbwd_ms']:9.3f} ms  peak {row['fwdbwd_peak_bytes'] / 2**20:9.1f} MiB  "
-            f"{unit} {row[f'fwdbwd_{unit}']:8.3g}")
+    return (
+        f"{row['op']:16s} {json.dumps(row['shape']):48s} {row['provider']:8s} "
+        f"fwd {row['fwd_ms']:9.3f} ms  "
+        f"fwd+bwd {row['fwdbwd_ms']:9.3f} ms  peak {row['fwdbwd_peak_bytes'] / 2**20:9.1f} MiB  "
+        f"{unit} {row[f'fwdbwd_{unit}']:8.3g}"
+    )
 
 
 def _save(report: dict, out: Path) -> Path:
@@ -286,11 +348,19 @@ def _save(report: dict, out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", default="logprob,logprob_entropy,entropy,rmu_mse",
-                        help="comma-separated: logprob, logprob_entropy, entropy, rmu_mse")
-    parser.add_argument("--shapes", default=None, choices=sorted(SHAPES),
-                        help="shape preset; default llama3 on a GPU, small on CPU")
-    parser.add_argument("--providers", default="eager,compiled,fused", help="comma-separated subset")
+    parser.add_argument(
+        "--ops",
+        default="logprob,logprob_entropy,entropy,rmu_mse",
+        help="comma-separated: logprob, logprob_entropy, entropy, rmu_mse",
+    )
+    parser.add_argument(
+        "--shapes", default=None, choices=sorted(SHAPES), help="shape preset; default llama3 on a GPU, small on CPU"
+    )
+    parser.add_argument(
+        "--providers",
+        default="eager,compiled,fused,liger,cce",
+        help="comma-separated subset; liger and cce serve logprob only",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args()
     preset = args.shapes or ("llama3" if torch.cuda.is_available() else "small")
@@ -298,7 +368,7 @@ def main() -> None:
     unknown = set(ops) - set(SHAPES[preset])
     if unknown:
         parser.error(f"unknown ops {sorted(unknown)}; choose from {sorted(SHAPES[preset])}")
-    report = run(ops, preset, args.providers.split(","))
+    report = run(ops, preset, args.providers.split(","), args.out)
     print(f"saved {_save(report, args.out)}")
 
 

@@ -33,13 +33,15 @@ def main(n: int = 8192, h: int = 4096, v: int = 128256) -> None:
         try:
             both()
             f = triton.testing.do_bench(fwd, warmup=50, rep=200, return_mode="median")
-            b = triton.testing.do_bench(both, warmup=50, rep=200, grad_to_none=[hidden, weight],
-                                        return_mode="median")
+            b = triton.testing.do_bench(both, warmup=50, rep=200, grad_to_none=[hidden, weight], return_mode="median")
         except Exception as error:  # a tile that does not fit in shared memory or registers
             print(config, "failed:", repr(error)[:200])
             continue
-        print(f"{config}: fwd {f:.2f} ms ({flops / f / 1e9:.0f} TFLOP/s)  fwd+bwd {b:.2f} ms "
-              f"(model {3 * flops / b / 1e9:.0f}, executed {4 * flops / b / 1e9:.0f} TFLOP/s)", flush=True)
+        print(
+            f"{config}: fwd {f:.2f} ms ({flops / f / 1e9:.0f} TFLOP/s)  fwd+bwd {b:.2f} ms "
+            f"(model {3 * flops / b / 1e9:.0f}, executed {4 * flops / b / 1e9:.0f} TFLOP/s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

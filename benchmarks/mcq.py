@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.harness import harness_predictions, word_tokenizer, write_harness_task
 from benchmarks.kernels import RESULTS
 from unlearn import smollm2
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import MCQSource, SyntheticMCQ
-from unlearn.eval.harness import harness_predictions, word_tokenizer, write_harness_task
 from unlearn.eval.scoring import letter_prompt
 from unlearn.eval.tasks import MCQTask
 from unlearn.io import atomic_write_json

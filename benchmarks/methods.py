@@ -46,8 +46,18 @@ def method_configs(tier: str) -> list[str]:
 def run_method(name: str, workdir: Path, tier: str) -> dict:
     """Fit one method in a fresh process; its metrics.json and the wall time, or the error it ended with."""
     run_dir = workdir / name
-    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(TIERS[tier][0] / f"{name}.yaml"),
-               "--trainer.default_root_dir", str(run_dir), "--model.init_args.save_dir", str(run_dir / "model")]
+    command = [
+        sys.executable,
+        "-m",
+        "unlearn",
+        "fit",
+        "--config",
+        str(TIERS[tier][0] / f"{name}.yaml"),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--model.init_args.save_dir",
+        str(run_dir / "model"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
@@ -58,7 +68,7 @@ def run_method(name: str, workdir: Path, tier: str) -> dict:
 
 
 def meets_target(run: dict) -> bool:
-    """Issue 5's bar: forget MCQ at most 0.35 (chance is 0.25) with retain MCQ at least 0.9x its value before."""
+    """The README's target: forget MCQ at most 0.35 (chance is 0.25) with retain MCQ at least 0.9x its value before."""
     before, after = run["before"], run["after"]
     return after["forget/mcq_acc"] <= 0.35 and after["retain/mcq_acc"] >= 0.9 * before["retain/mcq_acc"]
 
@@ -66,8 +76,10 @@ def meets_target(run: dict) -> bool:
 def table(runs: dict[str, dict], tier: str) -> str:
     """Markdown: before -> after per column, whether the target is met, and wall time."""
     columns = TIERS[tier][1]
-    lines = ["| method | " + " | ".join(c.replace("/", " ") for c in columns) + " | target | wall |",
-             "|---" * (len(columns) + 3) + "|"]
+    lines = [
+        "| method | " + " | ".join(c.replace("/", " ") for c in columns) + " | target | wall |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
     for name, run in runs.items():
         if "error" in run:
             lines.append(f"| {name} | " + " | ".join("failed" for _ in columns) + f" | no | {run['wall_s']:.0f} s |")
@@ -94,16 +106,23 @@ def main() -> None:
         for name in names:
             runs[name] = run_method(name, Path(tmp), args.tier)
             print(table({name: runs[name]}, args.tier).splitlines()[-1], flush=True)
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available()
-              else f"CPU, {os.cpu_count()} cores ({platform.machine()})")
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+    )
     date = datetime.date.today().isoformat()
     slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
     path = args.out / f"methods_{'real_' if args.tier == 'real' else ''}{slug}_{date}.json"
     if path.exists():  # a subset re-run updates its rows of the day's table and keeps the others
         runs = {**json.loads(path.read_text())["runs"], **runs}
     folder = TIERS[args.tier][0].relative_to(ROOT)
-    report = {"device": device, "date": date, "command": f"python -m unlearn fit --config {folder}/<method>.yaml",
-              "runs": runs}
+    report = {
+        "device": device,
+        "date": date,
+        "command": f"python -m unlearn fit --config {folder}/<method>.yaml",
+        "runs": runs,
+    }
     atomic_write_json(path, report)
     print(table(runs, args.tier))
     print(f"saved {path}")

@@ -30,12 +30,32 @@ from unlearn.models import load_tokenizer
 
 PRESETS = {
     "llama3-8b-2l": dict(
-        hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
-        vocab_size=128256, num_hidden_layers=2, rope_theta=500000.0, max_position_embeddings=8192,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        num_hidden_layers=2,
+        rope_theta=500000.0,
+        max_position_embeddings=8192,
     ),
     "small": dict(
-        hidden_size=256, intermediate_size=688, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=128256, num_hidden_layers=2, max_position_embeddings=2048,
+        hidden_size=256,
+        intermediate_size=688,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128256,
+        num_hidden_layers=2,
+        max_position_embeddings=2048,
+    ),
+    "tiny": dict(  # a rehearsal of the device script
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1024,
+        num_hidden_layers=2,
+        max_position_embeddings=256,
     ),
 }
 VARIANTS = {  # name → (fused_logprob, reference)
@@ -61,8 +81,12 @@ def _batch(batch: int, seq: int, vocab: int, device: str) -> dict:
         ids = torch.randint(0, vocab, (batch, seq), generator=g)
         labels = ids.clone()
         labels[:, : seq // 2] = IGNORE_INDEX
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-                "index": torch.arange(batch)}
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": labels,
+            "index": torch.arange(batch),
+        }
 
     return {role: {k: v.to(device) for k, v in rows().items()} for role in ("forget", "retain")}
 
@@ -75,8 +99,9 @@ def _variant(folder: Path, fused: bool, reference: str, dtype: str, device: str,
     if reference == "cached":
         with torch.no_grad():  # what on_fit_start caches, for this one batch
             forget = batch["forget"]
-            module.reference_cache_forget = sequence_nll(module.model(input_ids=forget["input_ids"]).logits,
-                                                         forget["labels"])[0]
+            module.reference_cache_forget = sequence_nll(
+                module.model(input_ids=forget["input_ids"]).logits, forget["labels"]
+            )[0]
     optimizer = torch.optim.SGD([p for p in module.model.parameters() if p.requires_grad], lr=1e-6)
 
     def step() -> None:
@@ -102,8 +127,9 @@ def run(preset: str, batch_size: int, seq: int, variants: list[str]) -> dict:
             module, step = _variant(Path(tmp), fused, reference, dtype, device, batch)
             step()  # warm-up
             params = [p for p in module.model.parameters() if p.requires_grad]
-            row = dict(variant=variant, step_ms=_time_ms(step, params, cuda),
-                       peak_bytes=_peak_bytes(step, params, cuda))
+            row = dict(
+                variant=variant, step_ms=_time_ms(step, params, cuda), peak_bytes=_peak_bytes(step, params, cuda)
+            )
             rows.append(row)
             print(f"{variant:14s} step {row['step_ms']:9.1f} ms peak {row['peak_bytes'] / 2**30:7.2f} GiB", flush=True)
             del module, step
@@ -114,14 +140,25 @@ def run(preset: str, batch_size: int, seq: int, variants: list[str]) -> dict:
     for row in rows if base else []:
         row["speedup_vs_eager_cached"] = base["step_ms"] / row["step_ms"]
         row["memory_ratio_vs_eager_cached"] = row["peak_bytes"] / base["peak_bytes"]
-    return dict(device=name, date=datetime.date.today().isoformat(), torch=torch.__version__, dtype=dtype,
-                preset=preset, config=PRESETS[preset], batch=batch_size, seq=seq, optimizer="SGD", results=rows)
+    return dict(
+        device=name,
+        date=datetime.date.today().isoformat(),
+        torch=torch.__version__,
+        dtype=dtype,
+        preset=preset,
+        config=PRESETS[preset],
+        batch=batch_size,
+        seq=seq,
+        optimizer="SGD",
+        results=rows,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="default llama3-8b-2l on GPU, small on CPU")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="default llama3-8b-2l on GPU, small on CPU"
+    )
     parser.add_argument("--batch", type=int, default=None, help="rows per role; default 8 on GPU, 4 on CPU")
     parser.add_argument("--seq", type=int, default=None, help="tokens per row; default 1024 on GPU, 256 on CPU")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
@@ -132,8 +169,12 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    report = run(args.preset or ("llama3-8b-2l" if cuda else "small"), args.batch or (8 if cuda else 4),
-                 args.seq or (1024 if cuda else 256), variants)
+    report = run(
+        args.preset or ("llama3-8b-2l" if cuda else "small"),
+        args.batch or (8 if cuda else 4),
+        args.seq or (1024 if cuda else 256),
+        variants,
+    )
     slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
     path = args.out / f"step_{slug}_{report['date']}.json"
     atomic_write_json(path, report)

@@ -57,8 +57,18 @@ def run(root: Path, devices: int, global_batch: int, **settings) -> dict:
     """One fit with `devices` ranks at the given global batch; its memory.json and wall time."""
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(CONFIG.format(devices=devices, batch=global_batch // devices, **settings))
-    command = [sys.executable, "-m", "unlearn", "fit", "--config", str(root / "config.yaml"),
-               "--trainer.default_root_dir", str(root), "--model.init_args.save_dir", str(root / "model")]
+    command = [
+        sys.executable,
+        "-m",
+        "unlearn",
+        "fit",
+        "--config",
+        str(root / "config.yaml"),
+        "--trainer.default_root_dir",
+        str(root),
+        "--model.init_args.save_dir",
+        str(root / "model"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -73,8 +83,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2, help="ranks of the sharded run (compared with 1)")
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--reference", choices=["cached", "frozen"], default="frozen",
-                        help="frozen puts a second, partitioned model on every rank")
+    parser.add_argument(
+        "--reference",
+        choices=["cached", "frozen"],
+        default="frozen",
+        help="frozen puts a second, partitioned model on every rank",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -85,7 +99,9 @@ def main() -> None:
         accelerator="gpu" if cuda else "cpu",
         strategy="deepspeed_stage_3" if cuda else "deepspeed_stage_3_cpu",
         precision="bf16-true" if cuda else "32-true",
-        steps=args.steps, dtype=dtype, reference=args.reference,
+        steps=args.steps,
+        dtype=dtype,
+        reference=args.reference,
     )
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,13 +110,23 @@ def main() -> None:
         for devices in (1, args.devices):
             result = run(Path(tmp) / f"ranks{devices}", devices, args.global_batch, model=model, **settings)
             runs.append(result)
-            print(f"{devices} rank(s): peak per rank {[round(b / 2**20) for b in result['rank_bytes']]} MiB "
-                  f"({result['kind']}), {result['wall_s']} s", flush=True)
+            print(
+                f"{devices} rank(s): peak per rank {[round(b / 2**20) for b in result['rank_bytes']]} MiB "
+                f"({result['kind']}), {result['wall_s']} s",
+                flush=True,
+            )
     one, many = runs[0]["rank_bytes"][0], max(runs[1]["rank_bytes"])
     report = dict(
-        device=runs[0]["device"] if cuda else f"CPU {platform.machine()}", date=datetime.date.today().isoformat(),
-        torch=torch.__version__, preset=args.preset, config=PRESETS[args.preset], dtype=dtype,
-        global_batch=args.global_batch, steps=args.steps, reference=args.reference, runs=runs,
+        device=runs[0]["device"] if cuda else f"CPU {platform.machine()}",
+        date=datetime.date.today().isoformat(),
+        torch=torch.__version__,
+        preset=args.preset,
+        config=PRESETS[args.preset],
+        dtype=dtype,
+        global_batch=args.global_batch,
+        steps=args.steps,
+        reference=args.reference,
+        runs=runs,
         peak_ratio_sharded_vs_one=many / one,
     )
     print(f"largest rank of {args.devices} / one process: {many / one:.2f}")

@@ -27,9 +27,10 @@ INTERPRETER_CONFIG = (128, 1)
 
 
 def entropy_reference(logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
-    """The definition over the last dimension, in fp32 (float64 stays)."""
+    """The definition over the last dimension, in fp32 (float64 stays); −inf logits (q = 0) add 0, gradient too."""
     logq = (logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature).log_softmax(-1)
-    return -(logq.exp() * logq).sum(-1)
+    finite = logq.masked_fill(logq == float("-inf"), 0.0)  # 0·log 0 = 0 without a 0·∞ in either pass
+    return -(logq.exp() * finite).sum(-1)
 
 
 def _entropy_torch(logits: torch.Tensor, temperature: float, chunk_size: int | None = None) -> torch.Tensor:
@@ -46,7 +47,9 @@ def _entropy_fwd_kernel(
     x_ptr,  # (N, V) logits, row stride stride_x
     ent_ptr,  # (N,) fp32 entropy
     lse_ptr,  # (N,) fp32 logsumexp(x / T), kept for the backward
-    V, stride_x, inv_t,
+    V,
+    stride_x,
+    inv_t,
     BLOCK_V: tl.constexpr,
 ):
     """One row: online max m, Σe and Σe·d with d = x/T − m over V tiles; H = log Σe − Σe·d / Σe."""
@@ -83,7 +86,9 @@ def _entropy_bwd_kernel(
     lse_ptr,  # (N,) fp32 logsumexp(x / T)
     gent_ptr,  # (N,) fp32 upstream gradient
     g_ptr,  # (N, V) ∂loss/∂x in the logits' dtype, contiguous
-    V, stride_x, inv_t,
+    V,
+    stride_x,
+    inv_t,
     BLOCK_V: tl.constexpr,
 ):
     """One row: g · (−q · (log q + H) / T), q recomputed from the saved logsumexp."""
@@ -95,7 +100,7 @@ def _entropy_bwd_kernel(
     for v0 in range(0, V, BLOCK_V):
         ok = v0 + cols < V
         logq = tl.load(x_ptr + row * stride_x + v0 + cols, mask=ok, other=0.0).to(tl.float32) * inv_t - lse
-        grad = coef * tl.exp(logq) * (logq + ent)
+        grad = tl.where(logq > float("-inf"), coef * tl.exp(logq) * (logq + ent), 0.0)  # q = 0: no 0·∞
         tl.store(g_ptr + row * V + v0 + cols, grad.to(g_ptr.dtype.element_ty), mask=ok)
 
 
@@ -112,8 +117,14 @@ class EntropyFunction(torch.autograd.Function):
         ent = logits.new_empty(n, dtype=torch.float32)
         lse = torch.empty_like(ent)
         _entropy_fwd_kernel[(n,)](
-            logits, ent, lse, v, logits.stride(0), 1.0 / temperature,
-            BLOCK_V=min(block_v, triton.next_power_of_2(v)), num_warps=warps,
+            logits,
+            ent,
+            lse,
+            v,
+            logits.stride(0),
+            1.0 / temperature,
+            BLOCK_V=min(block_v, triton.next_power_of_2(v)),
+            num_warps=warps,
         )
         ctx.save_for_backward(logits, ent, lse)
         ctx.temperature = temperature
@@ -125,8 +136,16 @@ class EntropyFunction(torch.autograd.Function):
         (n, v), (block_v, warps) = logits.shape, _config()
         grad = torch.empty((n, v), dtype=logits.dtype, device=logits.device)
         _entropy_bwd_kernel[(n,)](
-            logits, ent, lse, grad_ent.float().contiguous(), grad, v, logits.stride(0), 1.0 / ctx.temperature,
-            BLOCK_V=min(block_v, triton.next_power_of_2(v)), num_warps=warps,
+            logits,
+            ent,
+            lse,
+            grad_ent.float().contiguous(),
+            grad,
+            v,
+            logits.stride(0),
+            1.0 / ctx.temperature,
+            BLOCK_V=min(block_v, triton.next_power_of_2(v)),
+            num_warps=warps,
         )
         return grad, None
 

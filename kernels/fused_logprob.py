@@ -77,8 +77,9 @@ def _linear_logprob_torch(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The reference over row chunks, each recomputed in the backward: peak memory is one chunk's logits."""
     rows = chunk_size or max(1, TORCH_CHUNK_ELEMENTS // weight.shape[0])
-    fn = functools.partial(linear_logprob_reference, ignore_index=ignore_index, temperature=temperature,
-                           with_entropy=with_entropy)
+    fn = functools.partial(
+        linear_logprob_reference, ignore_index=ignore_index, temperature=temperature, with_entropy=with_entropy
+    )
     parts = [
         checkpoint(lambda h, t: fn(h, weight, t, bias=bias), h, t, use_reentrant=False)
         for h, t in zip(hidden.split(rows), targets.split(rows), strict=True)
@@ -99,15 +100,31 @@ def _tile_ids(N, V, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, GROUP_N: tl.co
 
 
 @triton.jit
+def _stats_offsets(plane, pid_v, rows, N, S):
+    """int64 offsets of `rows`' statistic `plane` of vocabulary tile pid_v in the (planes, S, N) array: S·N passes
+    2³¹ at about 430k tokens with a 128k vocabulary."""
+    return (pid_v.to(tl.int64) + plane * S) * N + rows
+
+
+@triton.jit
 def _logit_tile(
     h_ptr,  # (N, H) hidden states, row stride stride_h
     w_ptr,  # (V, H) lm-head weight, row stride stride_w
     b_ptr,  # (V,) bias; unread without HAS_BIAS
     rows,  # (BLOCK_N,) row ids, may run past N
     cols,  # (BLOCK_V,) vocabulary ids, may run past V
-    N, V, H, stride_h, stride_w,
-    HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, EVEN_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+    N,
+    V,
+    H,
+    stride_h,
+    stride_w,
+    HAS_BIAS: tl.constexpr,
+    UPCAST: tl.constexpr,
+    EVEN_H: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
 ):
     """Logits of a tile in fp32; rows and columns past the end read in-range data and must be masked later."""
     ks = tl.arange(0, BLOCK_H)
@@ -140,31 +157,60 @@ def _logprob_fwd_kernel(
     b_ptr,  # (V,) bias; unread without HAS_BIAS
     t_ptr,  # (N,) target ids
     stats_ptr,  # (3|5, S, N) fp32 per tile: max m, Σexp(x−m), target logit[, Σexp(d), Σexp(d)·d; d=(x−m)/T]
-    N, V, H, S, stride_h, stride_w, inv_t,
-    HAS_BIAS: tl.constexpr, ENTROPY: tl.constexpr, UPCAST: tl.constexpr, EVEN_H: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+    N,
+    V,
+    H,
+    S,
+    stride_h,
+    stride_w,
+    inv_t,
+    HAS_BIAS: tl.constexpr,
+    ENTROPY: tl.constexpr,
+    UPCAST: tl.constexpr,
+    EVEN_H: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
     GROUP_N: tl.constexpr,
 ):
     """One logit tile → its softmax statistics, merged per row afterwards like an online logsumexp."""
     pid_n, pid_v = _tile_ids(N, V, BLOCK_N, BLOCK_V, GROUP_N)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
-    x = _logit_tile(h_ptr, w_ptr, b_ptr, rows, cols, N, V, H, stride_h, stride_w,
-                    HAS_BIAS, UPCAST, EVEN_H, DOT_PRECISION, BLOCK_N, BLOCK_V, BLOCK_H)
+    x = _logit_tile(
+        h_ptr,
+        w_ptr,
+        b_ptr,
+        rows,
+        cols,
+        N,
+        V,
+        H,
+        stride_h,
+        stride_w,
+        HAS_BIAS,
+        UPCAST,
+        EVEN_H,
+        DOT_PRECISION,
+        BLOCK_N,
+        BLOCK_V,
+        BLOCK_H,
+    )
     col_ok = (cols < V)[None, :]
     row_ok = rows < N
     x = tl.where(col_ok, x, float("-inf"))
     m = tl.max(x, 1)
     targets = tl.load(t_ptr + rows, mask=row_ok, other=-1)
-    out = stats_ptr + pid_v * N + rows
-    tl.store(out, m, mask=row_ok)
-    tl.store(out + S * N, tl.sum(tl.exp(x - m[:, None]), 1), mask=row_ok)
-    tl.store(out + 2 * S * N, tl.sum(tl.where(cols[None, :] == targets[:, None], x, 0.0), 1), mask=row_ok)
+    tl.store(stats_ptr + _stats_offsets(0, pid_v, rows, N, S), m, mask=row_ok)
+    tl.store(stats_ptr + _stats_offsets(1, pid_v, rows, N, S), tl.sum(tl.exp(x - m[:, None]), 1), mask=row_ok)
+    target_logit = tl.sum(tl.where(cols[None, :] == targets[:, None], x, 0.0), 1)
+    tl.store(stats_ptr + _stats_offsets(2, pid_v, rows, N, S), target_logit, mask=row_ok)
     if ENTROPY:
         d = tl.where(col_ok, (x - m[:, None]) * inv_t, 0.0)
         e = tl.where(col_ok, tl.exp(d), 0.0)
-        tl.store(out + 3 * S * N, tl.sum(e, 1), mask=row_ok)
-        tl.store(out + 4 * S * N, tl.sum(e * d, 1), mask=row_ok)
+        tl.store(stats_ptr + _stats_offsets(3, pid_v, rows, N, S), tl.sum(e, 1), mask=row_ok)
+        tl.store(stats_ptr + _stats_offsets(4, pid_v, rows, N, S), tl.sum(e * d, 1), mask=row_ok)
 
 
 @triton.jit
@@ -179,9 +225,23 @@ def _logprob_bwd_kernel(
     ent_ptr,  # (N,) fp32 entropy; unread without ENTROPY
     gent_ptr,  # (N,) fp32 upstream gradient of the entropy, 0 on ignored rows; unread without ENTROPY
     g_ptr,  # (N, width) gradient of the logits of columns [v0, v0 + width), row stride stride_g
-    N, V, H, v0, width, stride_h, stride_w, stride_g, inv_t,
-    HAS_BIAS: tl.constexpr, ENTROPY: tl.constexpr, UPCAST: tl.constexpr, EVEN_H: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+    N,
+    V,
+    H,
+    v0,
+    width,
+    stride_h,
+    stride_w,
+    stride_g,
+    inv_t,
+    HAS_BIAS: tl.constexpr,
+    ENTROPY: tl.constexpr,
+    UPCAST: tl.constexpr,
+    EVEN_H: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_H: tl.constexpr,
     GROUP_N: tl.constexpr,
 ):
     """Recompute one logit tile and write its gradient: glp·(onehot − p) − gH·q·(log q + H)/T."""
@@ -189,8 +249,25 @@ def _logprob_bwd_kernel(
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     local = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
     cols = v0 + local
-    x = _logit_tile(h_ptr, w_ptr, b_ptr, rows, cols, N, V, H, stride_h, stride_w,
-                    HAS_BIAS, UPCAST, EVEN_H, DOT_PRECISION, BLOCK_N, BLOCK_V, BLOCK_H)
+    x = _logit_tile(
+        h_ptr,
+        w_ptr,
+        b_ptr,
+        rows,
+        cols,
+        N,
+        V,
+        H,
+        stride_h,
+        stride_w,
+        HAS_BIAS,
+        UPCAST,
+        EVEN_H,
+        DOT_PRECISION,
+        BLOCK_N,
+        BLOCK_V,
+        BLOCK_H,
+    )
     row_ok = rows < N
     lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
     glp = tl.load(glp_ptr + rows, mask=row_ok, other=0.0)
@@ -212,9 +289,16 @@ def _launch_args(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     block_n, block_v, block_h, group_n, warps, stages = INTERPRETER_CONFIG if _interpreting() else GPU_CONFIG
     upcast = _interpreting() or hidden.dtype == torch.float32
     return dict(
-        HAS_BIAS=bias is not None, UPCAST=upcast, EVEN_H=hidden.shape[1] % block_h == 0,
-        DOT_PRECISION="ieee" if upcast else "tf32", BLOCK_N=block_n, BLOCK_V=block_v, BLOCK_H=block_h,
-        GROUP_N=group_n, num_warps=warps, num_stages=stages,
+        HAS_BIAS=bias is not None,
+        UPCAST=upcast,
+        EVEN_H=hidden.shape[1] % block_h == 0,
+        DOT_PRECISION="ieee" if upcast else "tf32",
+        BLOCK_N=block_n,
+        BLOCK_V=block_v,
+        BLOCK_H=block_h,
+        GROUP_N=group_n,
+        num_warps=warps,
+        num_stages=stages,
     )
 
 
@@ -234,8 +318,20 @@ def _logprob_forward(
     stats = hidden.new_empty((5 if with_entropy else 3, s, n), dtype=torch.float32)
     grid = (triton.cdiv(n, args["BLOCK_N"]) * s,)
     _logprob_fwd_kernel[grid](
-        hidden, weight, weight if bias is None else bias, targets, stats,
-        n, v, h, s, hidden.stride(0), weight.stride(0), 1.0 / temperature, ENTROPY=with_entropy, **args,
+        hidden,
+        weight,
+        weight if bias is None else bias,
+        targets,
+        stats,
+        n,
+        v,
+        h,
+        s,
+        hidden.stride(0),
+        weight.stride(0),
+        1.0 / temperature,
+        ENTROPY=with_entropy,
+        **args,
     )
     m = stats[0].max(0).values  # (N,)
     lse = m + torch.log((stats[1] * torch.exp(stats[0] - m)).sum(0))
@@ -276,9 +372,25 @@ def _logprob_backward(
         width = min(chunk, v - v0)
         grid = (triton.cdiv(n, args["BLOCK_N"]) * triton.cdiv(width, args["BLOCK_V"]),)
         _logprob_bwd_kernel[grid](
-            hidden, weight, weight if bias is None else bias, targets, lse, grad_logp, *entropy_args, g,
-            n, v, h, v0, width, hidden.stride(0), weight.stride(0), g.stride(0), 1.0 / temperature,
-            ENTROPY=entropy is not None, **args,
+            hidden,
+            weight,
+            weight if bias is None else bias,
+            targets,
+            lse,
+            grad_logp,
+            *entropy_args,
+            g,
+            n,
+            v,
+            h,
+            v0,
+            width,
+            hidden.stride(0),
+            weight.stride(0),
+            g.stride(0),
+            1.0 / temperature,
+            ENTROPY=entropy is not None,
+            **args,
         )
         g_c = g[:, :width]
         if grad_h is not None:
@@ -314,7 +426,16 @@ class LinearLogprobFunction(torch.autograd.Function):
             grad_entropy = torch.zeros_like(entropy) if grad_entropy is None else grad_entropy
             grad_entropy = torch.where(valid, grad_entropy, 0.0).float().contiguous()
         grads = _logprob_backward(
-            hidden, weight, bias, targets, lse, grad_logp, lset, entropy, grad_entropy, ctx.temperature,
+            hidden,
+            weight,
+            bias,
+            targets,
+            lse,
+            grad_logp,
+            lset,
+            entropy,
+            grad_entropy,
+            ctx.temperature,
             ctx.needs_input_grad[:3],
         )
         return *grads, None, None, None, None
@@ -337,9 +458,7 @@ def fused_linear_logprob(
     path elsewhere; "triton" or "torch" forces one (Triton on CPU needs TRITON_INTERPRET=1).
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(
-            f"need hidden (N, H) and weight (V, H), got {tuple(hidden.shape)} and {tuple(weight.shape)}"
-        )
+        raise ValueError(f"need hidden (N, H) and weight (V, H), got {tuple(hidden.shape)} and {tuple(weight.shape)}")
     if targets.shape != hidden.shape[:1]:
         raise ValueError(f"targets must be (N,) = ({hidden.shape[0]},), got {tuple(targets.shape)}")
     if temperature <= 0:
@@ -349,6 +468,11 @@ def fused_linear_logprob(
     if backend == "torch" or (backend == "auto" and not hidden.is_cuda):
         return _linear_logprob_torch(hidden, weight, targets, bias, ignore_index, temperature, with_entropy)
     return LinearLogprobFunction.apply(
-        hidden.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(),
-        targets.contiguous(), ignore_index, float(temperature), with_entropy,
+        hidden.contiguous(),
+        weight.contiguous(),
+        None if bias is None else bias.contiguous(),
+        targets.contiguous(),
+        ignore_index,
+        float(temperature),
+        with_entropy,
     )

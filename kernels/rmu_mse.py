@@ -1,7 +1,7 @@
 """RMU's masked activation MSE, with the gradient written in the same pass that reads the activations.
 
-    loss = Σ_{b,t} mask_bt · Σ_d (h_btd − y_btd)² / (D · Σ_{b,t} mask_bt)      (0 when no token is counted)
-    ∂loss/∂h_btd = 2 · mask_bt · (h_btd − y_btd) / (D · Σ mask)
+    loss = Σ_{b,t} mask_bt · Σ_d (h_btd − y_btd)² / (D · N)      N = num_tokens or Σ_{b,t} mask_bt, at least 1
+    ∂loss/∂h_btd = 2 · mask_bt · (h_btd − y_btd) / (D · N)
 
 y is a (D,) vector broadcast to every token (the forget term, c·u) or a (B, T, D) tensor (the retain term, the
 frozen reference's activations). y is a constant: no gradient flows to it. Reductions are deterministic: each
@@ -24,12 +24,20 @@ GPU_CONFIG = (4, 1024, 4)
 INTERPRETER_CONFIG = (4, 32, 1)
 
 
-def masked_mse_reference(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mse_reference(
+    hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, num_tokens: torch.Tensor | None = None
+) -> torch.Tensor:
     """The definition: mean over counted tokens and features of (hidden − target)², fp32 (float64 stays)."""
     dtype = torch.promote_types(hidden.dtype, torch.float32)
     sq = (hidden.to(dtype) - target.to(dtype)) ** 2  # (B, T, D)
-    keep = mask.to(dtype)
-    return (sq * keep[..., None]).sum() / (keep.sum() * hidden.shape[-1]).clamp_min(1)
+    keep = mask.bool()
+    return torch.where(keep[..., None], sq, 0.0).sum() / (_token_count(keep, num_tokens) * hidden.shape[-1])
+
+
+def _token_count(keep: torch.Tensor, num_tokens: torch.Tensor | float | None) -> torch.Tensor:
+    """N of the mean in fp32: the given count (a global batch's share per rank), else the counted tokens; at least 1."""
+    count = keep.sum(dtype=torch.float32) if num_tokens is None else torch.as_tensor(num_tokens, device=keep.device)
+    return count.float().clamp_min(1)
 
 
 @triton.jit
@@ -37,11 +45,15 @@ def _masked_mse_kernel(
     h_ptr,  # (R, D) activations, R = B·T rows
     y_ptr,  # (R, D) target, or (D,) when stride_y is 0
     m_ptr,  # (R,) int8 token mask, nonzero = counted
-    scale_ptr,  # (1,) fp32: 1 / (D · counted tokens)
+    scale_ptr,  # (1,) fp32: 1 / (D · N)
     g_ptr,  # (R, D) ∂loss/∂h in h's dtype; unwritten without WRITE_GRAD
     part_ptr,  # (programs,) fp32 partial Σ (h − y)² of this program's rows
-    R, D, stride_y,
-    WRITE_GRAD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    R,
+    D,
+    stride_y,
+    WRITE_GRAD: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     """BLOCK_R rows: squared error summed into one partial, gradient stored as it is computed."""
     pid = tl.program_id(0)
@@ -65,47 +77,62 @@ def _masked_mse_kernel(
 
 
 def _masked_mse_forward(
-    hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, write_grad: bool
+    hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, num_tokens: torch.Tensor | None, write_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch over (B·T, D) rows: (loss fp32 scalar, ∂loss/∂hidden or None)."""
     block_r, block_d, warps = INTERPRETER_CONFIG if os.environ.get("TRITON_INTERPRET") == "1" else GPU_CONFIG
     d = hidden.shape[-1]
     rows = hidden.numel() // d
     keep = mask.reshape(rows).to(torch.int8)
-    scale = 1.0 / (keep.sum(dtype=torch.float32) * d).clamp_min(1)
+    scale = 1.0 / (_token_count(keep, num_tokens) * d).reshape(1)
     grad = torch.empty_like(hidden) if write_grad else None
     programs = triton.cdiv(rows, block_r)
     partial = hidden.new_empty(programs, dtype=torch.float32)
     _masked_mse_kernel[(programs,)](
-        hidden, target, keep, scale, hidden if grad is None else grad, partial,
-        rows, d, 0 if target.dim() == 1 else d,
-        WRITE_GRAD=write_grad, BLOCK_R=block_r, BLOCK_D=min(block_d, triton.next_power_of_2(d)),
+        hidden,
+        target,
+        keep,
+        scale,
+        hidden if grad is None else grad,
+        partial,
+        rows,
+        d,
+        0 if target.dim() == 1 else d,
+        WRITE_GRAD=write_grad,
+        BLOCK_R=block_r,
+        BLOCK_D=min(block_d, triton.next_power_of_2(d)),
         num_warps=warps,
     )
     return partial.sum() * scale.squeeze(), grad
 
 
 class MaskedMSEFunction(torch.autograd.Function):
-    """loss = Σ mask·(h − y)² / (D·Σ mask); the forward already wrote ∂loss/∂h = 2·mask·(h − y)/(D·Σ mask)."""
+    """loss = Σ mask·(h − y)² / (D·N); the forward already wrote ∂loss/∂h = 2·mask·(h − y)/(D·N)."""
 
     @staticmethod
-    def forward(ctx, hidden, target, mask):
-        loss, grad = _masked_mse_forward(hidden, target, mask, write_grad=ctx.needs_input_grad[0])
+    def forward(ctx, hidden, target, mask, num_tokens):
+        loss, grad = _masked_mse_forward(hidden, target, mask, num_tokens, write_grad=ctx.needs_input_grad[0])
         ctx.save_for_backward(grad)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss.to(grad.dtype), None, None
+        return grad * grad_loss.to(grad.dtype), None, None, None
 
 
 def masked_mse(
-    hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, backend: Backend = "auto"
+    hidden: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    num_tokens: torch.Tensor | float | None = None,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Masked mean squared error of hidden (B, T, D) to target (D,) or (B, T, D) over tokens where mask.
 
-    fp32 scalar. ``backend``: "auto" is Triton on CUDA and PyTorch elsewhere; "triton" or "torch" forces one.
+    fp32 scalar. ``num_tokens``: N, the mean's token count, default the counted tokens. ``backend``: "auto" is
+    Triton on CUDA and PyTorch elsewhere; "triton" or "torch" forces one.
     """
     if target.shape != hidden.shape[-1:] and target.shape != hidden.shape:
         raise ValueError(f"target must be (D,) or {tuple(hidden.shape)}, got {tuple(target.shape)}")
@@ -115,5 +142,5 @@ def masked_mse(
         raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
     target = target.detach()
     if backend == "torch" or (backend == "auto" and not hidden.is_cuda):
-        return masked_mse_reference(hidden, target, mask)
-    return MaskedMSEFunction.apply(hidden.contiguous(), target.contiguous(), mask.contiguous())
+        return masked_mse_reference(hidden, target, mask, num_tokens)
+    return MaskedMSEFunction.apply(hidden.contiguous(), target.contiguous(), mask.contiguous(), num_tokens)

@@ -21,8 +21,17 @@ class Recorder(L.Callback):
         self.steps.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
 
 
-def fit(module, tmp_path, steps=3, forget=None, retain=None, forget_alt=None, batch_size=4, precision="32-true",
-        callbacks=()):
+def fit(
+    module,
+    tmp_path,
+    steps=3,
+    forget=None,
+    retain=None,
+    forget_alt=None,
+    batch_size=4,
+    precision="32-true",
+    callbacks=(),
+):
     """Train `module` on CPU for `steps` steps (forget01 against retain by default); each step's logged terms."""
     L.seed_everything(0)
     recorder = Recorder()

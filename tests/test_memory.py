@@ -27,9 +27,16 @@ def peak(tmp_path, callbacks) -> dict:
     L.seed_everything(0)
     module = GradientAscent(model="tiny-scratch", optimizer=lambda p: torch.optim.SGD(p, lr=1e-3))
     data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget01"), batch_size=2)
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                        callbacks=[PeakMemory(), *callbacks])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[PeakMemory(), *callbacks],
+    )
     trainer.fit(module, datamodule=data)
     return json.loads((tmp_path / "memory.json").read_text())
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from argparse import ArgumentError
+from pathlib import Path
 
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.io import prepare_output
 from unlearn.methods import UnlearnModule
 from unlearn.robustness.trainer import UnlearnTrainer
 
@@ -23,6 +28,16 @@ class ComposedConfigFile(ActionConfigFile):
         except (OSError, ValueError) as error:
             raise ArgumentError(self, str(error)) from error
         self.apply_config(parser, cfg, self.dest, values)
+
+
+class SaveConfig(SaveConfigCallback):
+    """Lightning's config.yaml, but an earlier one is moved aside (as every output of a run is), never overwritten."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.already_saved:
+            path = Path(trainer.log_dir) / self.config_filename
+            prepare_output(path, "trainer.default_root_dir", move=trainer.is_global_zero)
+        super().setup(trainer, pl_module, stage)
 
 
 class UnlearnCLI(LightningCLI):
@@ -46,13 +61,17 @@ class UnlearnCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> UnlearnCLI:
-    """Entry point of `python -m unlearn`."""
-    return UnlearnCLI(
-        UnlearnModule,
-        UnlearnDataModule,
-        subclass_mode_model=True,
-        trainer_class=UnlearnTrainer,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    """Entry point of `python -m unlearn`; a run stopped by SIGTERM exits 143, as a killed process does, not 0."""
+    try:
+        return UnlearnCLI(
+            UnlearnModule,
+            UnlearnDataModule,
+            subclass_mode_model=True,
+            save_config_callback=SaveConfig,
+            trainer_class=UnlearnTrainer,
+            seed_everything_default=0,
+            args=args,
+        )
+    except SIGTERMException:  # Lightning stops at the next step on SIGTERM with a SystemExit whose code is 0
+        print("stopped by SIGTERM before the run finished: no metrics.json or model was written", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -110,6 +112,18 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
         f"{type(model).__name__} has no decoder layers at model.layers / transformer.h / gpt_neox.layers; "
         "representation methods need a decoder-only transformer"
     )
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) within the block, then each module's own training flag back, so it works mid-fit."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
 def _hint() -> str:

@@ -9,9 +9,7 @@ from unlearn.data.sources import SyntheticQA
 
 
 def make(rank: int, world_size: int = 1, **kwargs) -> UnlearnDataModule:
-    data = UnlearnDataModule(
-        "tiny-scratch", forget=SyntheticQA("forget05"), retain=SyntheticQA("retain"), **kwargs
-    )
+    data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget05"), retain=SyntheticQA("retain"), **kwargs)
     data.trainer = SimpleNamespace(global_rank=rank, world_size=world_size, current_epoch=0)
     data.setup("fit")
     return data

@@ -212,9 +212,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def write(
-    tmp_path: Path, fmt: str, rows: list[dict], split: str, features: datasets.Features | None = None
-) -> str:
+def write(tmp_path: Path, fmt: str, rows: list[dict], split: str, features: datasets.Features | None = None) -> str:
     """Rows as one file, or as a save_to_disk folder (a Dataset, or a DatasetDict with `split`)."""
     if fmt == "jsonl":
         return write_jsonl(tmp_path / "data.jsonl", rows)
@@ -363,9 +361,7 @@ def test_hub_ids_go_through_load_dataset_at_load_time(monkeypatch):
     def load_dataset(path, name=None, split=None, **kwargs):
         calls.append((path, name, split, kwargs))
         return datasets.Dataset.from_list(
-            {"cais/wmdp": WMDP, "locuslab/TOFU": TOFU, "wikitext": [{"text": t} for t in WIKITEXT["train"]]}[
-                path
-            ]
+            {"cais/wmdp": WMDP, "locuslab/TOFU": TOFU, "wikitext": [{"text": t} for t in WIKITEXT["train"]]}[path]
         )
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
@@ -422,9 +418,7 @@ def test_hub_errors_are_wrapped_with_the_dataset_and_the_fix(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     source = TextSource("cais/wmdp-corpora", "cyber-forget-corpus")
-    with pytest.raises(
-        ValueError, match=r"TextSource\(cais/wmdp-corpora:cyber-forget-corpus\).*doesn't exist"
-    ) as err:
+    with pytest.raises(ValueError, match=r"TextSource\(cais/wmdp-corpora:cyber-forget-corpus\).*doesn't exist") as err:
         source.load()
     assert "Check path=" in str(err.value)
     assert isinstance(err.value.__cause__, datasets.exceptions.DatasetNotFoundError)
@@ -466,9 +460,7 @@ def test_names_show_path_and_config(tmp_path):
 def test_missing_column_lists_the_columns_and_the_argument(tmp_path, make, rows, column, argument):
     source = make(write_jsonl(tmp_path / "data.jsonl", rows))
     columns = list(rows[0])
-    with pytest.raises(
-        ValueError, match=rf"has no column '{column}'; it has \[.*'{columns[-1]}'\]; set {argument}="
-    ):
+    with pytest.raises(ValueError, match=rf"has no column '{column}'; it has \[.*'{columns[-1]}'\]; set {argument}="):
         source.load()
 
 
@@ -487,17 +479,13 @@ def test_unsupported_file_type_names_the_formats(tmp_path):
 
 def test_unknown_split_of_a_saved_dict_lists_the_splits(tmp_path):
     path = write(tmp_path, "dataset_dict", WMDP, split="test", features=WMDP_FEATURES)
-    with pytest.raises(
-        ValueError, match=r"has no split 'validation'; it has \['test', 'other'\]; set split="
-    ):
+    with pytest.raises(ValueError, match=r"has no split 'validation'; it has \['test', 'other'\]; set split="):
         MCQSource(path, split="validation").load()
 
 
 def test_unknown_split_of_a_data_folder_wraps_the_datasets_error(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", TOFU)
-    with pytest.raises(
-        ValueError, match=r"could not load split 'forget01'.*Unknown split.*\['train'\]"
-    ) as err:
+    with pytest.raises(ValueError, match=r"could not load split 'forget01'.*Unknown split.*\['train'\]") as err:
         QASource(str(tmp_path), split="forget01").load()
     assert "split=" in str(err.value).splitlines()[-1]
 
@@ -509,12 +497,8 @@ def test_nothing_left_after_filtering(tmp_path):
 
 
 def test_empty_split(tmp_path, monkeypatch):
-    (tmp_path / "empty.jsonl").write_text(
-        ""
-    )  # datasets refuses an empty file: wrapped with the source's name
-    with pytest.raises(
-        ValueError, match=r"MCQSource\(.*empty\.jsonl\): datasets could not load split 'test'"
-    ):
+    (tmp_path / "empty.jsonl").write_text("")  # datasets refuses an empty file: wrapped with the source's name
+    with pytest.raises(ValueError, match=r"MCQSource\(.*empty\.jsonl\): datasets could not load split 'test'"):
         MCQSource(str(tmp_path / "empty.jsonl")).load()
     empty = datasets.Dataset.from_dict({key: [] for key in WMDP_FEATURES}, features=WMDP_FEATURES)
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name, split: empty)
@@ -535,9 +519,7 @@ def test_bad_answer_names_the_row(tmp_path, bad):
 
 def test_bad_choices_and_null_text_name_the_row(tmp_path):
     path = write_jsonl(tmp_path / "mcq.jsonl", [{"question": "q", "choices": "a or b", "answer": 0}])
-    with pytest.raises(
-        ValueError, match=r"row 0 has choices='a or b', expected a list of at least 2 choices"
-    ):
+    with pytest.raises(ValueError, match=r"row 0 has choices='a or b', expected a list of at least 2 choices"):
         MCQSource(path).load()
     path = write_jsonl(tmp_path / "tofu.jsonl", [TOFU[0], {"question": "q", "answer": None}])
     with pytest.raises(ValueError, match=r"row 1 has answer=None, expected a string"):

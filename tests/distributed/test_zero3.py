@@ -58,8 +58,17 @@ def fit(root: Path, *args: str, method: str = NPO, subcommand: str = "fit") -> l
     """Run `python -m unlearn fit` (or `test`) in a fresh process (Lightning launches the other rank); the losses."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(CONFIG.format(root=root, extra=method.rstrip()))
-    command = [sys.executable, "-m", "unlearn", subcommand, "--config", str(root / "config.yaml"),
-               "--trainer.default_root_dir", str(root), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "unlearn",
+        subcommand,
+        "--config",
+        str(root / "config.yaml"),
+        "--trainer.default_root_dir",
+        str(root),
+        *args,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     if subcommand == "test":
@@ -79,8 +88,9 @@ def runs(tmp_path_factory):
     resumed = fit(base / "resumed", *zero3, "--ckpt_path", str(epoch_end))
     frozen = fit(base / "frozen", *zero3, "--model.init_args.reference", "frozen")
     zero2 = fit(base / "zero2", *zero3, "--trainer.strategy", "deepspeed_stage_2_cpu")
-    fused = fit(base / "fused", *zero3, "--model.init_args.reference", "frozen", "--model.init_args.fused_logprob",
-                "true")
+    fused = fit(
+        base / "fused", *zero3, "--model.init_args.reference", "frozen", "--model.init_args.fused_logprob", "true"
+    )
     return base, single, sharded, resumed, frozen, zero2, fused
 
 

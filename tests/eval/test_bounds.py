@@ -1,26 +1,33 @@
-"""Probabilistic bounds against closed forms, scipy's Beta quantile and binomial CI, and simulated coverage."""
+"""Probabilistic bounds against closed forms, published tables, scipy, brute-force integration and coverage."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper, dkw_band, expectation_upper, std_upper
 
 
-def test_clopper_pearson_issue_check():
-    """Issue 6's check: 0 leaks in 128 samples at alpha=0.01 bounds the leak probability by 1 − 0.01^(1/128)."""
+def test_clopper_pearson_zero_and_all_but_one_leaks_closed_forms():
+    """k = 0 solves (1 − p)^n = alpha: p = 1 − alpha^(1/n); k = n − 1 solves 1 − p^n = alpha: p = (1 − alpha)^(1/n)."""
     assert round(clopper_pearson_upper(0, 128, alpha=0.01), 6) == 0.035338
     assert clopper_pearson_upper(0, 128, alpha=0.01) == pytest.approx(1 - 0.01 ** (1 / 128), rel=1e-12)
+    assert clopper_pearson_upper(9, 10, alpha=0.05) == pytest.approx(0.95 ** (1 / 10), rel=1e-12)
+
+
+@pytest.mark.parametrize("k,n,upper", [(0, 10, 0.3085), (1, 10, 0.4450), (5, 10, 0.8129), (10, 10, 1.0)])
+def test_clopper_pearson_matches_published_exact_intervals(k, n, upper):
+    """The upper ends of the exact 95% two-sided intervals for k of 10 in Clopper-Pearson tables (alpha = 0.025)."""
+    assert clopper_pearson_upper(k, n, alpha=0.025) == pytest.approx(upper, abs=5e-5)
 
 
 @pytest.mark.parametrize("k,n,alpha", [(0, 1, 0.05), (1, 2, 0.05), (3, 10, 0.01), (50, 100, 0.1), (999, 1000, 0.01)])
-def test_clopper_pearson_matches_scipy(k, n, alpha):
-    """Upper end of the exact interval is the Beta(k+1, n−k) quantile; scipy's two-sided CI at 2·alpha has it too."""
-    stats = pytest.importorskip("scipy.stats")
+def test_clopper_pearson_solves_the_binomial_tail(k, n, alpha):
+    """The bound is where P(Bin(n, p) ≤ k) falls to alpha (scipy's binomial CDF), and scipy's exact CI at 2·alpha."""
     bound = clopper_pearson_upper(k, n, alpha=alpha)
-    assert bound == pytest.approx(stats.beta.ppf(1 - alpha, k + 1, n - k), rel=1e-10)
+    assert stats.binom.cdf(k, n, bound) == pytest.approx(alpha, rel=1e-8)
     two_sided = stats.binomtest(k, n).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
     assert bound == pytest.approx(two_sided.high, rel=1e-10)
 
@@ -48,6 +55,47 @@ def test_dkw_band_hand_case():
     ecdf = torch.tensor([0.25, 0.75, 0.75, 1.0], dtype=torch.float64)
     torch.testing.assert_close(band.lower, (ecdf - eps).clamp_min(0))
     torch.testing.assert_close(band.upper, (ecdf + eps).clamp_max(1))
+
+
+def test_dkw_band_is_scipys_ecdf_widened_by_massarts_epsilon():
+    """At every sample the band is scipy's empirical CDF ± sqrt(log(2 / alpha) / (2 n)), clipped to [0, 1]."""
+    scores = np.random.default_rng(2).beta(0.5, 2.0, size=50).round(2)  # rounded: ties
+    band = dkw_band(scores, alpha=0.05)
+    eps = math.sqrt(math.log(2 / 0.05) / 100)
+    ecdf = stats.ecdf(scores).cdf.evaluate(np.sort(scores))
+    np.testing.assert_allclose(band.lower.numpy(), np.clip(ecdf - eps, 0, 1), atol=1e-12)
+    np.testing.assert_allclose(band.upper.numpy(), np.clip(ecdf + eps, 0, 1), atol=1e-12)
+
+
+def test_dkw_band_steps_keep_one_entry_per_distinct_score():
+    """The hand case above: the tied 0.5s make one step, so three steps remain, JSON-ready."""
+    steps = dkw_band([0.5, 0.2, 0.9, 0.5], alpha=0.5).steps()
+    eps = math.sqrt(math.log(4) / 8)
+    assert steps["epsilon"] == pytest.approx(eps) and steps["x"] == [0.2, 0.5, 0.9]
+    assert steps["lower"] == pytest.approx([max(0.25 - eps, 0), 0.75 - eps, 1 - eps])
+    assert steps["upper"] == pytest.approx([0.25 + eps, 1.0, 1.0])
+    assert all(type(v) is float for key in ("x", "lower", "upper") for v in steps[key])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_and_std_bounds_match_brute_force_integration(seed):
+    """Both bounds integrate the band exactly; a midpoint sum over 200,000 cells of scipy's ECDF ± ε agrees.
+
+    E[X] ≤ ∫₀¹ (1 − F_lo), E[X²] ≤ ∫₀¹ 2x (1 − F_lo), E[X] ≥ ∫₀¹ (1 − F_hi), Var ≤ min(E[X²]⁺ − E[X]₋², 1/4).
+    """
+    rng = np.random.default_rng(seed)
+    scores = rng.choice([0.0, 0.25, 0.5, 1.0], size=40) if seed == 2 else rng.beta(2.0, 5.0, size=40)
+    alpha = 0.1
+    eps = math.sqrt(math.log(2 / alpha) / 80)
+    grid = (np.arange(200_000) + 0.5) / 200_000
+    ecdf = stats.ecdf(scores).cdf.evaluate(grid)
+    low, high = np.clip(ecdf - eps, 0, 1), np.clip(ecdf + eps, 0, 1)
+    mean_upper = np.mean(1 - low)
+    second_upper = np.mean(2 * grid * (1 - low))
+    mean_lower = np.mean(1 - high)
+    std = math.sqrt(min(max(second_upper - mean_lower**2, 0.0), 0.25))
+    assert expectation_upper(scores, alpha=alpha) == pytest.approx(mean_upper, abs=1e-4)
+    assert std_upper(scores, alpha=alpha) == pytest.approx(std, abs=1e-4)
 
 
 def test_expectation_upper_hand_case():

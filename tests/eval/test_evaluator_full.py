@@ -25,9 +25,9 @@ def test_names_of_quick_and_full_suites():
 
 
 @pytest.mark.filterwarnings("ignore:.*compute.*")
-def test_full_evaluation_reports_every_name():
+def test_full_evaluation_reports_every_name(tmp_path):
     evaluator = SyntheticEvaluator(full=True, limit=4, progress=False)
-    trainer = SimpleNamespace(global_rank=0, world_size=1, is_global_zero=True)
+    trainer = SimpleNamespace(global_rank=0, world_size=1, is_global_zero=True, default_root_dir=str(tmp_path))
     module = SimpleNamespace(
         model=load_model("tiny-target"), tokenizer=load_tokenizer("tiny-target"), device="cpu", prompt_format=PLAIN
     )

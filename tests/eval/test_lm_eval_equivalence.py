@@ -3,9 +3,9 @@
 import datasets
 import pytest
 
+from benchmarks.harness import harness_predictions, word_tokenizer, write_harness_task
 from unlearn.data.sources import MCQSource, SyntheticMCQ
 from unlearn.eval import scoring
-from unlearn.eval.harness import harness_predictions, word_tokenizer, write_harness_task
 from unlearn.eval.scoring import letter_prompt
 from unlearn.eval.tasks import MCQTask
 from unlearn.models import build_tiny_model, build_tiny_tokenizer, load_model, load_tokenizer

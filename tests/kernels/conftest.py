@@ -1,17 +1,19 @@
-"""Kernel tests run the Triton code in its CPU interpreter; select them with ``-m kernels``."""
+"""Kernel tests run the Triton code in its CPU interpreter, or compiled on a GPU with TRITON_INTERPRET=0; select them
+with ``-m kernels``."""
 
 import importlib
 import os
 import sys
 
-os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates, so before triton.language loads
+# Read when @triton.jit decorates, so before triton.language loads.
+INTERPRETING = os.environ.setdefault("TRITON_INTERPRET", "1") == "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import triton.language.standard  # noqa: E402
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
-if not isinstance(triton.language.standard.zeros, InterpretedFunction):
+if INTERPRETING and not isinstance(triton.language.standard.zeros, InterpretedFunction):
     # Another test folder imported triton first (lightning → torch): decorate its jit'd library again.
     importlib.reload(triton.language.standard)
     importlib.reload(sys.modules["triton.language"])
@@ -21,6 +23,15 @@ for _name in [name for name in sys.modules if name.startswith("unlearn.kernels."
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "kernels: Triton kernels run under TRITON_INTERPRET=1 on CPU")
+
+
+@pytest.fixture(autouse=True)
+def kernel_device():
+    """Tensors made without a device live where the kernels run: the CPU interpreted, the GPU compiled (tests draw
+    from ``torch.Generator(torch.get_default_device())``)."""
+    with torch.device("cpu" if INTERPRETING else "cuda"):
+        yield
+
 
 # dtype of the kernel's inputs → (atol, rtol) against the fp32 reference on the same (upcast) inputs.
 TOLERANCES = {

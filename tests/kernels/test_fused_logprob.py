@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 from torch.profiler import ProfilerActivity, profile
 from unlearn.kernels.fused_logprob import (
     _linear_logprob_torch,
+    _stats_offsets,
     fused_linear_logprob,
     linear_logprob_reference,
 )
@@ -15,7 +18,7 @@ N, H, V = 37, 48, 1007  # odd sizes: partial row, column and H tiles, several ba
 
 
 def _inputs(n, h, v, dtype, *, bias=True, ignored=(3,), seed=0):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(torch.get_default_device()).manual_seed(seed)
     hidden = torch.randn(n, h, generator=g).to(dtype)
     weight = (torch.randn(v, h, generator=g) / h**0.5 * 3).to(dtype)
     b = torch.randn(v, generator=g).to(dtype) if bias else None
@@ -37,10 +40,10 @@ def _run(fn, hidden, weight, bias, targets, up_logp, up_ent, **kw):
 def test_triton_matches_reference(dtype, with_entropy, assert_close):
     hidden, weight, bias, targets, up_logp, up_ent = _inputs(N, H, V, dtype, ignored=(3, 20))
     kw = dict(temperature=0.7, with_entropy=with_entropy)
-    logp, ent, grads = _run(fused_linear_logprob, hidden, weight, bias, targets, up_logp, up_ent,
-                            backend="triton", **kw)
-    ref = _run(linear_logprob_reference, hidden.float(), weight.float(), bias.float(), targets, up_logp,
-               up_ent, **kw)
+    logp, ent, grads = _run(
+        fused_linear_logprob, hidden, weight, bias, targets, up_logp, up_ent, backend="triton", **kw
+    )
+    ref = _run(linear_logprob_reference, hidden.float(), weight.float(), bias.float(), targets, up_logp, up_ent, **kw)
     assert logp.dtype == torch.float32 and logp.shape == (N,)
     assert_close(logp, ref[0], dtype, "logp")
     assert (logp[[3, 20]] == 0).all()
@@ -68,10 +71,21 @@ def test_triton_without_bias_even_h_and_frozen_weight(assert_close):
 def test_entropy_alone_gets_gradient(assert_close):
     hidden, weight, bias, targets, _, up_ent = _inputs(20, 32, 200, torch.float32)
     zero = torch.zeros(20)
-    _, ent, grads = _run(fused_linear_logprob, hidden, weight, bias, targets, zero, up_ent,
-                         temperature=2.0, with_entropy=True, backend="triton")
-    ref = _run(linear_logprob_reference, hidden, weight, bias, targets, zero, up_ent,
-               temperature=2.0, with_entropy=True)
+    _, ent, grads = _run(
+        fused_linear_logprob,
+        hidden,
+        weight,
+        bias,
+        targets,
+        zero,
+        up_ent,
+        temperature=2.0,
+        with_entropy=True,
+        backend="triton",
+    )
+    ref = _run(
+        linear_logprob_reference, hidden, weight, bias, targets, zero, up_ent, temperature=2.0, with_entropy=True
+    )
     for got, want in zip(grads, ref[2], strict=True):
         assert_close(got, want, torch.float32, "grad")
 
@@ -79,8 +93,9 @@ def test_entropy_alone_gets_gradient(assert_close):
 @pytest.mark.parametrize("backend", ["triton", "torch"])
 def test_all_rows_ignored_give_zeros(backend):
     hidden, weight, bias, targets, up_logp, up_ent = _inputs(9, 16, 70, torch.float32, ignored=range(9))
-    logp, ent, grads = _run(fused_linear_logprob, hidden, weight, bias, targets, up_logp, up_ent,
-                            with_entropy=True, backend=backend)
+    logp, ent, grads = _run(
+        fused_linear_logprob, hidden, weight, bias, targets, up_logp, up_ent, with_entropy=True, backend=backend
+    )
     assert torch.equal(logp, torch.zeros(9)) and torch.equal(ent, torch.zeros(9))
     assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
@@ -93,8 +108,17 @@ def test_chunked_torch_path_matches_reference(with_entropy, assert_close):
         return _linear_logprob_torch(h, w, t, bias, -100, 0.7, with_entropy, chunk_size=5)
 
     got = _run(chunked, hidden, weight, bias, targets, up_logp, up_ent)
-    ref = _run(linear_logprob_reference, hidden, weight, bias, targets, up_logp, up_ent,
-               temperature=0.7, with_entropy=with_entropy)
+    ref = _run(
+        linear_logprob_reference,
+        hidden,
+        weight,
+        bias,
+        targets,
+        up_logp,
+        up_ent,
+        temperature=0.7,
+        with_entropy=with_entropy,
+    )
     for a, b in zip([got[0], got[1], *got[2]], [ref[0], ref[1], *ref[2]], strict=True):
         if b is not None:
             assert_close(a, b, torch.float32, "chunked")
@@ -114,8 +138,9 @@ def _peak_bytes(fn) -> int:
     """Peak of live CPU allocations while fn runs, from the profiler's allocation and free events."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
     live = peak = 0
     for event in events:
         live += event.nbytes()
@@ -138,8 +163,9 @@ def test_chunked_peak_memory_does_not_grow_with_vocab_like_eager():
 
         return _peak_bytes(step)
 
-    eager_small, eager_large = peak(1000, False), peak(4000, False)
-    chunked_small, chunked_large = peak(1000, True), peak(4000, True)
+    with torch.device("cpu"):  # the CPU profiler's allocation events
+        eager_small, eager_large = peak(1000, False), peak(4000, False)
+        chunked_small, chunked_large = peak(1000, True), peak(4000, True)
     assert eager_large > 3 * eager_small  # eager holds several (N, V) tensors
     assert chunked_large < 0.15 * eager_large
     assert chunked_large - chunked_small < 0.15 * (eager_large - eager_small)
@@ -170,7 +196,54 @@ def test_losses_reach_the_triton_kernel_through_lm_head_inputs():
     torch.testing.assert_close(fused, eager, atol=1e-4, rtol=1e-5)
     weights = up_logp[:3]
     for g_fused, g_eager in zip(
-        torch.autograd.grad((weights * fused).sum(), leaves), torch.autograd.grad((weights * eager).sum(), leaves),
+        torch.autograd.grad((weights * fused).sum(), leaves),
+        torch.autograd.grad((weights * eager).sum(), leaves),
         strict=True,
     ):
         torch.testing.assert_close(g_fused, g_eager, atol=1e-4, rtol=1e-4)
+
+
+def test_log_prob_and_entropy_losses_share_one_triton_call(monkeypatch):
+    """NPOEntropy's per-role losses (sequence NLL and answer entropy) from one interpreted kernel call equal the eager
+    losses on logits, gradients included."""
+    import unlearn.kernels
+
+    from unlearn.losses import LMHeadInputs, sequence_nll, token_entropy
+
+    calls = []
+    kernel = unlearn.kernels.fused_linear_logprob
+    monkeypatch.setattr(unlearn.kernels, "fused_linear_logprob", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
+    hidden, weight, bias, targets, up_logp, _ = _inputs(3 * 13, H, V, torch.float32, ignored=())
+    labels = targets.view(3, 13).clone()
+    labels[:, :4] = -100
+
+    def loss(outputs):
+        return (up_logp[:3] * sequence_nll(outputs, labels)[0]).sum() + 0.6 * token_entropy(
+            outputs, labels, temperature=0.8
+        )
+
+    leaves = [t.detach().requires_grad_() for t in (hidden.view(3, 13, H), weight, bias)]
+    eager = loss(torch.nn.functional.linear(*leaves))
+    fused = loss(LMHeadInputs(*leaves, backend="triton", entropy_temperature=0.8))
+    assert len(calls) == 1
+    torch.testing.assert_close(fused, eager, atol=1e-4, rtol=1e-5)
+    for g_fused, g_eager in zip(torch.autograd.grad(fused, leaves), torch.autograd.grad(eager, leaves), strict=True):
+        torch.testing.assert_close(g_fused, g_eager, atol=1e-4, rtol=1e-4)
+
+
+@triton.jit
+def _last_rows_offsets(out_ptr, pid_v, N, S, PLANE: tl.constexpr):
+    """The forward's statistics offsets of the last 4 rows, for the tile pid_v (a tensor, as program_id is)."""
+    rows = N - 4 + tl.arange(0, 4)
+    tl.store(out_ptr + tl.arange(0, 4), _stats_offsets(PLANE, pid_v + 0 * tl.program_id(0), rows, N, S))
+
+
+def test_stats_offsets_are_int64_past_two_to_the_31():
+    """The statistics' offsets at 3M tokens and a 128k vocabulary (S·N ≈ 3·10⁹) are exact: the interpreter wraps int32
+    arithmetic as the GPU does, so an int32 offset would come out negative here. No large tensor is allocated."""
+    n, s = 3_000_000, 1003  # 128256 / 128 tiles, rounded up
+    for plane in (0, 4):
+        out = torch.zeros(4, dtype=torch.int64)
+        _last_rows_offsets[(1,)](out, s - 1, n, s, PLANE=plane)
+        expected = [(plane * s + s - 1) * n + row for row in range(n - 4, n)]
+        assert out.tolist() == expected

@@ -10,7 +10,7 @@ B, T, D = 3, 13, 70  # D not a power of two: partial feature tiles
 
 
 def _inputs(dtype, target_kind, seed=0):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(torch.get_default_device()).manual_seed(seed)
     hidden = torch.randn(B, T, D, generator=g).to(dtype)
     target = torch.randn(D if target_kind == "vector" else (B, T, D), generator=g).to(dtype)
     mask = torch.rand(B, T, generator=g) > 0.3
@@ -61,7 +61,7 @@ def test_deterministic_and_no_grad_to_target():
 
 
 def test_torch_path_gradcheck_float64():
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(torch.get_default_device()).manual_seed(0)
     hidden = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
     target = torch.randn(5, generator=g, dtype=torch.float64)
     mask = torch.tensor([[True, False, True], [False, False, True]])

@@ -51,8 +51,10 @@ def test_undial_hand_computed():
     expected = -0.25 * math.log(0.75) - 0.75 * math.log(0.25)
     assert_close(undial_loss(policy, reference, labels, beta=math.log(3)), torch.tensor(expected))
     # One answer token here out of 5 in the global batch over 2 ranks: the sum divides by 2.5.
-    assert_close(undial_loss(policy, reference, labels, beta=math.log(3), num_tokens=torch.tensor(2.5)),
-                 torch.tensor(expected / 2.5))
+    assert_close(
+        undial_loss(policy, reference, labels, beta=math.log(3), num_tokens=torch.tensor(2.5)),
+        torch.tensor(expected / 2.5),
+    )
 
 
 def test_undial_beta_zero_on_itself_is_the_entropy():

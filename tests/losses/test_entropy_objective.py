@@ -144,8 +144,14 @@ def test_objective_hand_computed_with_paper_weights():
     )
     assert_close(total, torch.tensor(-4 * math.log(2) + 3 * math.log(2)))
     # Global counts per rank: forget 2 answer tokens of 4 (sum 2 log 4 / 4), retain sum log 4 over 1 (not 2).
-    _, h_forget, h_retain = entropy_objective(torch.zeros(1, 3, 4), forget_labels, retain_logits, retain_labels,
-                                              forget_tokens=torch.tensor(4), retain_tokens=torch.tensor(1))
+    _, h_forget, h_retain = entropy_objective(
+        torch.zeros(1, 3, 4),
+        forget_labels,
+        retain_logits,
+        retain_labels,
+        forget_tokens=torch.tensor(4),
+        retain_tokens=torch.tensor(1),
+    )
     assert_close(h_forget, torch.tensor(math.log(4) / 2))
     assert_close(h_retain, torch.tensor(math.log(4)))
 

@@ -15,8 +15,9 @@ def test_gate_bce_by_hand():
 
 def test_gate_bce_one_side_and_empty():
     """σ(−ln 3) = ¼: a retain logit of −ln 3 costs −log(1 − ¼) = ln 4 − ln 3; nothing at all costs 0, not NaN."""
-    assert math.isclose(gate_bce_loss(torch.zeros(0), torch.tensor([-math.log(3)])).item(), math.log(4 / 3),
-                        rel_tol=1e-6)
+    assert math.isclose(
+        gate_bce_loss(torch.zeros(0), torch.tensor([-math.log(3)])).item(), math.log(4 / 3), rel_tol=1e-6
+    )
     empty = gate_bce_loss(torch.zeros(0), torch.zeros(0))
     assert empty.item() == 0.0
 

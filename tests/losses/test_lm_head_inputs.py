@@ -58,3 +58,33 @@ def test_shifted_logprobs_masks_match():
     (logp_e, mask_e), (logp_f, mask_f) = shifted_logprobs(logits, labels), shifted_logprobs(head, labels)
     assert torch.equal(mask_e, mask_f) and mask_f.sum() == (T - 1 - 2) + (T - 1 - 6)
     assert_close(logp_f, logp_e.to(logp_f.dtype))
+
+
+def test_entropy_temperature_shares_one_kernel_call(monkeypatch):
+    """With `entropy_temperature` set, a log-prob loss and an entropy loss on the same labels take one kernel call,
+    with the values and gradients of two separate calls."""
+    import unlearn.kernels
+
+    calls = []
+    kernel = unlearn.kernels.fused_linear_logprob
+    monkeypatch.setattr(unlearn.kernels, "fused_linear_logprob", lambda *a, **kw: calls.append(kw) or kernel(*a, **kw))
+    hidden, weight, bias, labels = head_batch(seed=2)
+    up = torch.randn(B, generator=torch.Generator().manual_seed(3), dtype=hidden.dtype)
+
+    def loss(head):
+        return (up * sequence_nll(head, labels)[0]).sum() + 0.7 * token_entropy(head, labels, temperature=0.5)
+
+    results = []
+    for temperature in (None, 0.5):
+        _, _, head = logits_and_head(hidden, weight, bias)
+        head.entropy_temperature = temperature
+        value = loss(head)
+        results.append((value, torch.autograd.grad(value, [head.hidden, head.weight, head.bias])))
+    assert [kw["with_entropy"] for kw in calls] == [False, True, True]
+    assert_close(results[1][0], results[0][0])
+    for a, e in zip(results[1][1], results[0][1], strict=True):
+        assert_close(a, e)
+    _, _, head = logits_and_head(hidden, weight, bias)
+    head.entropy_temperature = 0.5
+    token_entropy(head, labels, temperature=2.0)  # another temperature: a call of its own
+    assert calls[-1]["temperature"] == 2.0 and len(calls) == 4

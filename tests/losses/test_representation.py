@@ -154,8 +154,18 @@ def test_rr_loss_hand_computed():
     assert_close(total, torch.tensor(2**0.5 / 2 + 1.0))
     # Under data parallelism: 4 global tokens over 2 ranks, so each layer's sum divides by 2, not by this rank's 1.
     two = torch.tensor(2)
-    _, forget_half, retain_half = rr_loss(forget, forget_ref, mask, retain, retain_ref, mask, forget_coeff=2.0,
-                                          retain_coeff=0.4, forget_tokens=two, retain_tokens=two)
+    _, forget_half, retain_half = rr_loss(
+        forget,
+        forget_ref,
+        mask,
+        retain,
+        retain_ref,
+        mask,
+        forget_coeff=2.0,
+        retain_coeff=0.4,
+        forget_tokens=two,
+        retain_tokens=two,
+    )
     assert_close(forget_half, torch.tensor(0.25 / 2**0.5))
     assert_close(retain_half, torch.tensor(1.25))
 

@@ -43,8 +43,9 @@ def test_satimp_hand_computed():
     logits, labels = two_token_batch()
     expected = (math.log(0.5) / 8 + 3 / 64 * math.log(0.75)) / 2
     assert_close(satimp_loss(logits, labels, beta1=1.0, beta2=2.0), torch.tensor(expected))
-    assert_close(satimp_loss(logits, labels, beta1=1.0, beta2=2.0, num_tokens=torch.tensor(4.0)),
-                 torch.tensor(expected / 2))
+    assert_close(
+        satimp_loss(logits, labels, beta1=1.0, beta2=2.0, num_tokens=torch.tensor(4.0)), torch.tensor(expected / 2)
+    )
 
 
 def test_zero_powers_are_gradient_ascent():

@@ -23,6 +23,18 @@ def logits_of(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
     return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
 
 
+def test_npo_sam_puts_bf16_weights_back_exactly():
+    """θ + ε − ε rounds in bf16 (adding then subtracting ε changed 1.6% of the tiny model's weights): the step must
+    leave the weights bit-identical to what they were."""
+    module = NPOSAM(model="tiny-scratch", rho=0.5, alpha=0.0, reference="frozen", dtype="bfloat16")
+    module.configure_model()
+    module.manual_backward = lambda loss: loss.backward()  # no trainer attached here
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    module.sharpness_aware_forget({"forget": first_batches(1)[0]})
+    assert next(module.model.parameters()).dtype == torch.bfloat16
+    assert all(torch.equal(p, before[n]) for n, p in module.model.named_parameters())
+
+
 def test_npo_sam_gradient_is_the_forget_gradient_at_the_perturbed_weights():
     """.grad = ∇L_f(θ + ρ g/‖g‖), recomputed on a perturbed copy, and a central difference of L_f at θ + ρ g/‖g‖
     along .grad agrees with it; it differs from the plain ∇L_f(θ); the weights end back at θ."""

@@ -123,6 +123,6 @@ def test_grun_gate_separates_forget_from_retain_prompts(tmp_path, fit, adam):
 
     trained, held_out = gate_auc(forget[::2], retain[::2]), gate_auc(forget[1::2], retain[1::2])
     assert trained >= 0.9, f"gate AUC {trained:.3f} on its training prompts"
-    # Measured: 1.000 on the training prompts, 0.832 held out (issue 5 asks 0.9; a linear probe on the frozen
+    # Measured: 1.000 on the training prompts, 0.832 held out (the bar would be 0.9; a linear probe on the frozen
     # model's last-prompt-token states tops out at ~0.85-0.87 held out: the representation limits it, not training).
     assert held_out >= 0.75, f"gate AUC {held_out:.3f} on held-out questions"

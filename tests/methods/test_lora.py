@@ -60,8 +60,9 @@ def test_rmu_with_lora_reads_the_reference_at_the_hooked_layer(tmp_path, fit, ad
 
 
 def test_saved_adapter_and_merged_model_reproduce_the_trained_logits(tmp_path, fit, adam):
-    module = GradDiff(model="tiny-scratch", adapter=LoRA(r=4, merge=True), save_dir=str(tmp_path / "out"),
-                      optimizer=adam(1e-2))
+    module = GradDiff(
+        model="tiny-scratch", adapter=LoRA(r=4, merge=True), save_dir=str(tmp_path / "out"), optimizer=adam(1e-2)
+    )
     fit(module, tmp_path, steps=2)
     inputs = batch()
     expected = logits(module.model.eval(), inputs)

@@ -134,6 +134,23 @@ def test_fused_logprob_trains_like_logits(tmp_path, method, fit, adam):
     assert head_calls[0] > 0 and head_calls[1] == 0, "fused training steps must never build logits"
 
 
+@pytest.mark.parametrize("lambda_retain", [-0.25, 0.0])
+def test_fused_npo_entropy_calls_the_kernel_once_per_role(tmp_path, fit, adam, monkeypatch, lambda_retain):
+    """NPO's log-probs and the entropy objective of a role come from one kernel call per step; entropy is asked only
+    of the roles whose entropy is a term."""
+    import unlearn.kernels
+
+    calls = []
+    kernel = unlearn.kernels.fused_linear_logprob
+    monkeypatch.setattr(
+        unlearn.kernels, "fused_linear_logprob", lambda *a, **kw: calls.append(kw["with_entropy"]) or kernel(*a, **kw)
+    )
+    module = NPOEntropy(model="tiny-scratch", fused_logprob=True, lambda_retain=lambda_retain, optimizer=adam(1e-3))
+    fit(module, tmp_path, steps=2)
+    training = calls[-4:]  # after the reference cache's calls
+    assert training == [True, lambda_retain != 0] * 2
+
+
 ADAPTERS = {"none": lambda: None, "lora": lambda: LoRA(r=2), "grun": lambda: GRUN(rank=2)}
 
 
@@ -145,8 +162,13 @@ def test_fused_npo_reference_never_builds_logits(tmp_path, reference, adapter, f
     steps after the first see): no lm-head call anywhere, the caching pass and every reference forward included."""
     runs, head_calls = [], []
     for fused in (False, True):
-        module = NPO(model="tiny-scratch", reference=reference, adapter=ADAPTERS[adapter](), fused_logprob=fused,
-                     optimizer=adam(1e-2))
+        module = NPO(
+            model="tiny-scratch",
+            reference=reference,
+            adapter=ADAPTERS[adapter](),
+            fused_logprob=fused,
+            optimizer=adam(1e-2),
+        )
         torch.manual_seed(0)  # the adapter's random initialisation
         module.configure_model()
         calls = []

@@ -80,19 +80,30 @@ def test_state_kept_across_steps_stays_fp32_under_bf16_true(tmp_path, fit, adam)
     assert torch.equal(rmu.direction, u / u.norm()) and torch.equal(npo.reference_cache_forget, cache)
 
 
-def test_grun_in_bf16_computes_in_fp32_and_trains_below_bf16_resolution(tmp_path, fit, adam):
-    """A bf16 cast leaves GRUN's weights fp32 and its bf16 edit is the fp32 edit rounded once; on a bf16 policy, at
-    lr 1e-5 (an AdamW step under the 2⁻⁹·|w| that a bf16 weight would round away), every weight still moves."""
+def test_grun_edit_in_bf16_is_the_fp32_edit_rounded_once():
+    """GRUN computes in its weights' dtype (fp32) and returns h's: the bf16 edit is the fp32 edit rounded once."""
     torch.manual_seed(0)
-    edit = GatedLoReFT(16, 3, [8]).to(torch.bfloat16)
+    edit = GatedLoReFT(16, 3, [8])
     with torch.no_grad():
         edit.source.bias.fill_(0.5)
     h = torch.randn(5, 16).bfloat16()
     assert {p.dtype for p in edit.parameters()} == {torch.float32}
     assert torch.equal(edit(h), edit(h.float()).bfloat16())
-    module = NPO(model="tiny-scratch", dtype="bfloat16", adapter=GRUN(rank=2), optimizer=adam(1e-5))
+
+
+@pytest.mark.parametrize("adapter", [GRUN(rank=2), LoRA(r=2)], ids=["grun", "lora"])
+def test_adapters_on_a_bf16_model_train_below_bf16_resolution(tmp_path, fit, adam, adapter):
+    """On a bf16 policy, an adapter's weights are fp32 and stay so through a cast of the whole module; at lr 1e-5 (an
+    AdamW step under the 2⁻⁹·|w| that a bf16 weight would round away) every weight still moves."""
+    module = NPO(model="tiny-scratch", dtype="bfloat16", adapter=adapter, optimizer=adam(1e-5))
+    module.configure_model()
+    module.to(torch.bfloat16)
+    assert {p.dtype for p in module.adapter_weights()} == {torch.float32}
     start = TrainableAtStart()
-    fit(module, tmp_path, steps=2, batch_size=2, callbacks=[start])
+    fit(module, tmp_path, steps=2, batch_size=2, callbacks=[start], precision="bf16-true")
     now = dict(module.model.named_parameters())
     assert next(module.model.parameters()).dtype == torch.bfloat16
-    assert all(now[n].dtype == torch.float32 and (now[n] != p).all() for n, p in start.params.items())
+    assert start.params and all(now[n].dtype == torch.float32 for n in start.params)
+    assert all((now[n] != p).all() for n, p in start.params.items() if "lora_A" not in n)
+    # LoRA's A gets no gradient at step 1 (B = 0), so it moves once, by AdamW's first step, about lr per element
+    assert all((now[n] != p).float().mean() > 0.99 for n, p in start.params.items() if "lora_A" in n)

@@ -73,3 +73,11 @@ def test_unknown_attack_or_key_is_a_parse_error(tmp_path, capsys, no_loading, ar
         main(["attack", "--config", str(quick_attack(tmp_path)), "--model.init_args.model", TARGET, *args])
     assert named in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_run_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("a file where the run folder should go")
+    monkeypatch.setattr("unlearn.methods.base.load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    args = ["--model.init_args.model", TARGET, "--trainer.default_root_dir", str(tmp_path / "file" / "run")]
+    with pytest.raises(PermissionError, match=r"cannot write to .*file/run .*trainer\.default_root_dir"):
+        main(["attack", "--config", str(quick_attack(tmp_path)), *args])

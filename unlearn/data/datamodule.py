@@ -139,6 +139,7 @@ class UnlearnDataModule(L.LightningDataModule):
             cache[index] = (int((row["labels"][:, 1:] != IGNORE_INDEX).sum()), int(row["attention_mask"].sum()))
         return cache[index]
 
+
 def _only_item(items: list[dict]) -> dict:
     """The loader batches one already-collated step at a time."""
     return items[0]
@@ -165,8 +166,16 @@ class StepPlan(DistributedSampler):
     """
 
     def __init__(
-        self, size: int, batch_size: int, retain_size: int, retain_batch_size: int, *, num_replicas: int, rank: int,
-        seed: int, epoch_of: Callable[[], int] | None = None,
+        self,
+        size: int,
+        batch_size: int,
+        retain_size: int,
+        retain_batch_size: int,
+        *,
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        epoch_of: Callable[[], int] | None = None,
     ) -> None:
         """
         Args:

@@ -71,8 +71,7 @@ class SyntheticQA(SyntheticSource):
 
     def load(self) -> list[dict]:
         return [
-            {"question": r["question"], "answer": r["answer"]}
-            for r in self.benchmark.qa(self.split, self.paraphrased)
+            {"question": r["question"], "answer": r["answer"]} for r in self.benchmark.qa(self.split, self.paraphrased)
         ]
 
 
@@ -130,18 +129,13 @@ class DatasetSource(Source):
         path = shipped(path)
         self.path, self.config_name, self.split, self.limit = path, name, split, limit
         if limit is not None and limit < 1:
-            raise ValueError(
-                f"{self.name}: limit={limit} keeps no rows; give a positive limit or None for all"
-            )
+            raise ValueError(f"{self.name}: limit={limit} keeps no rows; give a positive limit or None for all")
         local = Path(path).expanduser()
         if local.is_file() and local.suffix not in FILE_BUILDERS:
             raise ValueError(
-                f"{self.name}: cannot read {local.suffix!r} files; convert {path!r} to one of "
-                f"{sorted(FILE_BUILDERS)}"
+                f"{self.name}: cannot read {local.suffix!r} files; convert {path!r} to one of {sorted(FILE_BUILDERS)}"
             )
-        looks_local = (
-            local.suffix in FILE_BUILDERS or path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(path)
-        )
+        looks_local = local.suffix in FILE_BUILDERS or path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(path)
         if not local.exists() and looks_local:
             raise ValueError(
                 f"{self.name}: no such file or directory {path!r}; give an existing .json/.jsonl/"
@@ -164,9 +158,7 @@ class DatasetSource(Source):
         local = Path(self.path).expanduser()
         try:
             if local.is_file():  # one file is one split, whatever `split` says
-                dataset = datasets.load_dataset(
-                    FILE_BUILDERS[local.suffix], data_files=str(local), split="train"
-                )
+                dataset = datasets.load_dataset(FILE_BUILDERS[local.suffix], data_files=str(local), split="train")
             elif _saved_to_disk(local):
                 dataset = datasets.load_from_disk(str(local))
             else:  # a hub id or a folder of data files
@@ -179,8 +171,7 @@ class DatasetSource(Source):
         if isinstance(dataset, datasets.DatasetDict):
             if self.split not in dataset:
                 raise ValueError(
-                    f"{self.name} has no split {self.split!r}; it has {list(dataset)}; "
-                    f"set split= to one of them"
+                    f"{self.name} has no split {self.split!r}; it has {list(dataset)}; set split= to one of them"
                 )
             dataset = dataset[self.split]
         for argument, column in columns.items():
@@ -201,8 +192,7 @@ class DatasetSource(Source):
         """Fail on a null or non-text value where text is expected, naming the row."""
         if not isinstance(value, str):
             raise ValueError(
-                f"{self.name}: row {index} has {key}={value!r}, expected a string; fix the data "
-                f"or pick another column"
+                f"{self.name}: row {index} has {key}={value!r}, expected a string; fix the data or pick another column"
             )
         return value
 

@@ -14,8 +14,7 @@ class SyntheticPerturbedQA(SyntheticSource):
 
     Its answers are single values with no paraphrase, so the truth ratio compares the true value with the wrong ones.
     By default they are asked with the trained question form: the shipped tiny models barely generalise to the
-    paraphrased form (tiny-target's retain-side R is about 0.9 there against 0.007 with the trained form, measured
-    on 100 rows), so the paraphrased form would measure noise.
+    paraphrased form, so their truth ratio there would measure noise.
     """
 
     kind = "qa"

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor
 
 Scores = Tensor | np.ndarray | Sequence[float]
-
-BISECTION_STEPS = 200  # halves [0, 1] to below float64 resolution
 
 
 @dataclass(frozen=True)
@@ -33,15 +32,24 @@ class DKWBand:
     lower: Tensor  # (N,) max(F_n(x) − ε, 0) at each sorted score
     upper: Tensor  # (N,) min(F_n(x) + ε, 1) at each sorted score
 
+    def steps(self) -> dict[str, float | list[float]]:
+        """The band at each distinct score, JSON-ready: tied scores share one step, so per-item reports stay short."""
+        last = torch.cat([self.x[1:] != self.x[:-1], torch.ones(1, dtype=torch.bool)])  # (N,) last score of each tie
+        return {
+            "epsilon": self.epsilon,
+            "x": self.x[last].tolist(),
+            "lower": self.lower[last].tolist(),
+            "upper": self.upper[last].tolist(),
+        }
+
 
 def clopper_pearson_upper(k: int, n: int, *, alpha: float = 0.01) -> float:
     """Upper bound on a leak probability from k leaks in n samples, exact rather than asymptotic so n=0 leaks is fine.
 
     Paper: Clopper & Pearson 1934, Biometrika 26(4); one-sided form as used by Scholten et al. 2025, §4.
 
-    ``p_u`` solves ``P(Bin(n, p_u) ≤ k) = alpha``, i.e. ``p_u = Beta⁻¹(1 − alpha; k + 1, n − k)``; ``p_u = 1`` when
-    ``k = n`` and ``p_u = 1 − alpha^(1/n)`` when ``k = 0``. Found by bisection on the binomial CDF (in log space,
-    float64), which needs no special-function library.
+    ``p_u`` solves ``P(Bin(n, p_u) ≤ k) = alpha``, i.e. ``p_u = Beta⁻¹(1 − alpha; k + 1, n − k)`` (scipy's beta
+    quantile); ``p_u = 1`` when ``k = n`` and ``p_u = 1 − alpha^(1/n)`` when ``k = 0``.
 
     Args:
         k: number of samples that leaked, ``0 ≤ k ≤ n``.
@@ -59,19 +67,7 @@ def clopper_pearson_upper(k: int, n: int, *, alpha: float = 0.01) -> float:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     if k == n:
         return 1.0
-    j = torch.arange(k + 1, dtype=torch.float64)
-    log_choose = math.lgamma(n + 1) - torch.lgamma(j + 1) - torch.lgamma(n - j + 1)  # (k+1,)
-    lo, hi = 0.0, 1.0  # P(Bin(n, p) ≤ k) falls from 1 at p=0 to 0 at p=1
-    for _ in range(BISECTION_STEPS):
-        p = 0.5 * (lo + hi)
-        log_cdf = torch.logsumexp(log_choose + j * math.log(p) + (n - j) * math.log1p(-p), dim=0)
-        if log_cdf.item() > math.log(alpha):
-            lo = p
-        else:
-            hi = p
-        if hi - lo <= 1e-17:
-            break
-    return hi
+    return float(stats.beta.ppf(1.0 - alpha, k + 1, n - k))
 
 
 def dkw_band(scores: Scores, *, alpha: float = 0.01) -> DKWBand:

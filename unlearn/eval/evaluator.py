@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +14,7 @@ from unlearn.data.tofu import SyntheticPerturbedQA
 from unlearn.eval.report import format_table, run_summary
 from unlearn.eval.tasks import EvalTask, MCQTask, MIATask, QATask
 from unlearn.eval.tofu import TOFUTask
-from unlearn.io import atomic_write_json
+from unlearn.io import atomic_write_json, prepare_output
 from unlearn.strategies import lockstep
 
 
@@ -40,7 +41,9 @@ class Evaluator(L.Callback):
         self.items: dict[str, dict] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Load each task's rows once, keep this rank's shard, and place one metric per task on the device."""
+        """Check metrics.json can be written (moving an earlier one aside), load each task's rows once, keep this
+        rank's shard, and place one metric per task on the device."""
+        prepare_output(self.metrics_path(trainer), "trainer.default_root_dir", move=trainer.is_global_zero)
         if hasattr(self, "rows"):
             return
         rank, world = trainer.global_rank, trainer.world_size
@@ -58,7 +61,12 @@ class Evaluator(L.Callback):
             show = self.progress and trainer.is_global_zero
             with lockstep(pl_module.model):  # ZeRO-3: ranks with different rows still gather parameters together
                 items[task.metric_name] = task.run(
-                    pl_module.model, pl_module.tokenizer, self.rows[task.metric_name], metric, self.batch_size, show,
+                    pl_module.model,
+                    pl_module.tokenizer,
+                    self.rows[task.metric_name],
+                    metric,
+                    self.batch_size,
+                    show,
                     pl_module.prompt_format,
                 )
             results.update(task.results(metric))
@@ -69,11 +77,33 @@ class Evaluator(L.Callback):
         return results
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.results = {"before": self.evaluate(trainer, pl_module, "before")}
+        """Measure "before", unless resuming: the checkpoint's model is not the original (load_state_dict restores)."""
+        if trainer.ckpt_path is None:
+            self.results = {"before": self.evaluate(trainer, pl_module, "before")}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "before" not in self.results:
+            warnings.warn(
+                f"resumed from {trainer.ckpt_path}, which holds no 'before' numbers (saved by an older version): "
+                "metrics.json and the table have none; rerun from the start for them",
+                stacklevel=2,
+            )
         self.results["after"] = self.evaluate(trainer, pl_module, "after")
-        self.report(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Write fit's metrics.json last, after the module's on_fit_end saved the model (not reached on failure)."""
+        if stage == "fit":
+            self.report(trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        """Saved with every checkpoint, so that a resumed run reports the original model's "before" numbers."""
+        return {"before": self.results.get("before"), "before_items": self.items.get("before")}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take "before" from the checkpoint of the run being resumed."""
+        if state_dict.get("before") is not None:
+            self.results = {"before": state_dict["before"]}
+            self.items["before"] = state_dict["before_items"]
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.results = {"after": self.evaluate(trainer, pl_module, "after")}
@@ -84,9 +114,14 @@ class Evaluator(L.Callback):
         if not trainer.is_global_zero:
             return
         summary = run_summary(pl_module, trainer, self.results, self.items if self.save_items else None)
-        path = atomic_write_json(Path(trainer.default_root_dir) / "metrics.json", summary)
+        path = atomic_write_json(self.metrics_path(trainer), summary)
         print(format_table(self.results.get("before"), self.results["after"]))
         print(f"wrote {path}")
+
+    @staticmethod
+    def metrics_path(trainer: L.Trainer) -> Path:
+        """Where the run's result goes: <default_root_dir>/metrics.json."""
+        return Path(trainer.default_root_dir) / "metrics.json"
 
 
 class SyntheticEvaluator(Evaluator):

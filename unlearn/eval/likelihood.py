@@ -9,8 +9,8 @@ import torch
 from unlearn.data.collate import Collator
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval.mia import loss_score
-from unlearn.eval.scoring import _inference
 from unlearn.losses import shifted_logprobs
+from unlearn.models import evaluating
 
 
 def answer_forward(
@@ -18,7 +18,7 @@ def answer_forward(
 ) -> Iterator[tuple[list[dict], torch.Tensor, torch.Tensor]]:
     """Yield (rows, logits (B, T, V), labels (B, T)) per batch; labels keep only answer tokens and the EOS."""
     collate, device = Collator(tokenizer, prompt_format=prompt_format), model.device
-    with _inference(model):
+    with evaluating(model), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             batch = {k: v.to(device) for k, v in collate(chunk).items()}

@@ -12,7 +12,7 @@ from scipy.stats import ks_2samp
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from unlearn.eval.bounds import clopper_pearson_upper
+from unlearn.eval.bounds import clopper_pearson_upper, expectation_upper, std_upper
 from unlearn.eval.mia import auc, privleak
 from unlearn.eval.nli import NLIJudge
 from unlearn.eval.rouge import rouge_l_recall
@@ -252,6 +252,32 @@ class LeakageBound(Metric):
         if int(self.prompts) == 0:
             raise ValueError("LeakageBound: no prompts were evaluated; call update() first")
         return (self.bound_sum / self.prompts).float()  # ()
+
+
+class ScoreBound(_Mean):
+    """Mean over prompts of the DKW upper bound on the mean or the standard deviation of a sampled answer's score.
+
+    Paper: Scholten et al. 2025, arXiv:2410.03523 (bounds from the DKW band of the N sampled scores of a prompt).
+    """
+
+    higher_is_better = False
+
+    def __init__(self, statistic: Literal["mean", "std"] = "mean", alpha: float = 0.01, **kwargs) -> None:
+        """
+        Args:
+            statistic: mean bounds E[score] (``expectation_upper``), std its standard deviation (``std_upper``).
+            alpha: one minus the confidence of each prompt's bound.
+        """
+        super().__init__(**kwargs)
+        if statistic not in ("mean", "std"):
+            raise ValueError(f"statistic={statistic!r} must be 'mean' or 'std'")
+        self.statistic = statistic
+        self.alpha = alpha
+
+    def update(self, scores: torch.Tensor) -> None:
+        """`scores` (B, N): per prompt, the scores in [0, 1] of its N sampled answers."""
+        bound = expectation_upper if self.statistic == "mean" else std_upper
+        self._add(torch.tensor([bound(row, alpha=self.alpha) for row in scores], dtype=torch.float64))
 
 
 class MembershipAUC(Metric):

@@ -1,27 +1,41 @@
-"""The run's result: metrics.json in the schema of DESIGN §5 and a before/after table."""
+"""The run's result: the metrics.json summary (keys are only ever added) and a before/after table."""
 
 from __future__ import annotations
 
 import json
 
 import lightning as L
+from lightning.pytorch.cli import SaveConfigCallback
 
 
 def run_summary(pl_module: L.LightningModule, trainer: L.Trainer, results: dict, items: dict | None) -> dict:
-    """{"method", "model", "config", "before"?, "after", "items"?}: add keys, never rename."""
+    """{"complete", "method", "model", "config", "resolved_config"?, "before"?, "after", "items"?}: add keys, never
+    rename. Written only when a run has finished (after its model is saved), so `complete` is always true: a folder
+    without metrics.json, or one whose metrics.json lacks `complete` (older versions), holds no finished result."""
     config = {"model": dict(pl_module.hparams)}
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is not None and getattr(datamodule, "hparams", None):
         config["data"] = dict(datamodule.hparams)
     summary = {
+        "complete": True,
         "method": type(pl_module).__name__,
         "model": str(getattr(pl_module, "model_name", "")),
         "config": json.loads(json.dumps(config, default=repr)),
+        **resolved_config(trainer),
         **results,
     }
     if items is not None:
         summary["items"] = items
     return summary
+
+
+def resolved_config(trainer: L.Trainer) -> dict:
+    """{"resolved_config": the whole config (trainer, model, data, seed) as config.yaml holds it} under the CLI, so
+    that the result alone says how it was made; {} for a Trainer made in Python."""
+    saver = next((c for c in trainer.callbacks if isinstance(c, SaveConfigCallback)), None)
+    if saver is None:
+        return {}
+    return {"resolved_config": json.loads(saver.parser.dump(saver.config, skip_none=False, format="json"))}
 
 
 def format_table(before: dict[str, float] | None, after: dict[str, float]) -> str:

@@ -6,13 +6,13 @@ import copy
 import inspect
 import string
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
 from unlearn.data.prompts import PLAIN, PromptFormat
+from unlearn.models import evaluating
 from unlearn.strategies import in_lockstep
 
 LETTERS = string.ascii_uppercase
@@ -59,7 +59,7 @@ def generate_answers(
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        with _inference(model):
+        with evaluating(model), torch.inference_mode():
             for start in tqdm(range(0, len(questions), batch_size), desc="generate", disable=not progress):
                 prompts = [prompt_format.prompt(q, tokenizer) for q in questions[start : start + batch_size]]
                 special = prompt_format.special_tokens
@@ -134,7 +134,7 @@ def choice_logprobs(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     single_token = all(len(ids) == 1 for conts in continuations for ids in conts)
     score = _next_token_scores if single_token else _packed_scores if _takes_custom_mask(model) else _cache_scores
-    with _inference(model):
+    with evaluating(model), torch.inference_mode():
         prefix = _shared_prefix(model, contexts)
         per_row = score(
             model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, progress=progress, prefix=prefix
@@ -407,19 +407,6 @@ def _with_cache(model, cache) -> dict:
 def _cache_of(out) -> object:
     """A forward's key-value cache under the name this transformers version gives it (`cache`, once past_key_values)."""
     return out["cache"] if "cache" in out else out["past_key_values"]
-
-
-@contextmanager
-def _inference(model) -> Iterator[None]:
-    """Eval mode without autograd, then each module's own training flag back, so callbacks can run mid-fit."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -10,7 +10,7 @@ from torchmetrics import Metric, MetricCollection
 
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
-from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper
+from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper, dkw_band, expectation_upper, std_upper
 from unlearn.eval.likelihood import answer_forward
 from unlearn.eval.metrics import (
     Entailment,
@@ -21,6 +21,7 @@ from unlearn.eval.metrics import (
     PrivLeak,
     QAAccuracy,
     RougeLRecall,
+    ScoreBound,
     final_number,
     normalize_answer,
 )
@@ -76,7 +77,13 @@ class EvalTask(ABC):
 
     @abstractmethod
     def run(
-        self, model, tokenizer, rows: list[dict], metric: Metric, batch_size: int, progress: bool,
+        self,
+        model,
+        tokenizer,
+        rows: list[dict],
+        metric: Metric,
+        batch_size: int,
+        progress: bool,
         prompt_format: PromptFormat = PLAIN,
     ) -> list[dict]:
         """Score `rows` with questions put in `prompt_format`, update `metric`, and return one result per row."""
@@ -240,7 +247,11 @@ class MCQTask(EvalTask):
 
 
 class SampledQATask(EvalTask):
-    """Probabilistic leakage (Scholten et al. 2025): sample N answers per question and bound P(leak) at 1-alpha."""
+    """Probabilistic leakage (Scholten et al. 2025): sample N answers per question and bound what leaks at 1-alpha.
+
+    Per question: a Clopper-Pearson bound on P(a sample is the answer), and, from the DKW band of the samples'
+    ROUGE-L recalls, bounds on their mean and standard deviation; each bound holds with probability 1-alpha.
+    """
 
     kind = "qa"
     metric_suffix = "leak_bound"
@@ -261,7 +272,7 @@ class SampledQATask(EvalTask):
             source: a qa source.
             num_samples: answers sampled per question.
             temperature: sampling temperature.
-            alpha: one minus the confidence of the Clopper-Pearson bound.
+            alpha: one minus the confidence of each bound (Clopper-Pearson, DKW).
             max_new_tokens: generation budget per answer.
             limit: evaluate only the first N rows.
         """
@@ -273,8 +284,17 @@ class SampledQATask(EvalTask):
         self.alpha = alpha
         self.max_new_tokens = max_new_tokens
 
+    @property
+    def metric_names(self) -> list[str]:
+        return [f"{self.split}/{suffix}" for suffix in self.make_metric()]
+
     def make_metric(self) -> Metric:
-        return LeakageBound(alpha=self.alpha)
+        parts = {
+            "leak_bound": LeakageBound(alpha=self.alpha),
+            "rougeL_mean_bound": ScoreBound("mean", alpha=self.alpha),
+            "rougeL_std_bound": ScoreBound("std", alpha=self.alpha),
+        }
+        return MetricCollection(parts, compute_groups=False)
 
     def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         n = self.num_samples
@@ -283,16 +303,23 @@ class SampledQATask(EvalTask):
             batch_size=batch_size, do_sample=True, temperature=self.temperature, progress=progress,
             prompt_format=prompt_format,
         )  # fmt: skip
-        items, leaks = [], []
+        items, leaks, scores = [], [], []
         for i, row in enumerate(rows):
             answers = samples[i * n : (i + 1) * n]
             k = sum(normalize_answer(a) == normalize_answer(row["answer"]) for a in answers)
+            rouge = [rouge_l_recall(a, row["answer"]) for a in answers]
             leaks.append(k)
+            scores.append(rouge)
             items.append({
                 "question": row["question"], "answer": row["answer"], "leaks": k, "samples": n,
                 "bound": clopper_pearson_upper(k, n, alpha=self.alpha), "answer_entropy": answer_entropy(answers),
+                "rougeL": sum(rouge) / n, "rougeL_mean_bound": expectation_upper(rouge, alpha=self.alpha),
+                "rougeL_std_bound": std_upper(rouge, alpha=self.alpha),
+                "dkw_band": dkw_band(rouge, alpha=self.alpha).steps(),
             })  # fmt: skip
-        metric.update(torch.tensor(leaks), n)
+        metric["leak_bound"].update(torch.tensor(leaks), n)
+        metric["rougeL_mean_bound"].update(torch.tensor(scores, dtype=torch.float64))
+        metric["rougeL_std_bound"].update(torch.tensor(scores, dtype=torch.float64))
         return items
 
 

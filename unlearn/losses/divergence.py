@@ -10,9 +10,7 @@ from unlearn.data.collate import IGNORE_INDEX
 from unlearn.losses.nll import LMHeadInputs, mean_token_nll, token_denominator
 
 
-def gradient_ascent_loss(
-    logits: Tensor | LMHeadInputs, labels: Tensor, *, num_tokens: Tensor | None = None
-) -> Tensor:
+def gradient_ascent_loss(logits: Tensor | LMHeadInputs, labels: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
     """Gradient ascent: the simplest forget baseline, unbounded below, so it collapses the model if run long.
 
     Paper: Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in LMs", arXiv:2210.01504.

@@ -63,7 +63,7 @@ def entropy_objective(
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
     Models", ICLR 2025, arXiv:2410.03523.
 
-    ``L_H = λ_f · H(f) + λ_r · H(r)`` (DESIGN §4), H the answer-token mean entropy of ``token_entropy``.
+    ``L_H = λ_f · H(f) + λ_r · H(r)``, H the answer-token mean entropy of ``token_entropy``.
 
     Sign convention: L_H is ADDED to a loss that is minimised. λ_f > 0 therefore lowers the entropy on forget
     answers, so samples concentrate on the (unlearned) mode and repeated sampling stops surfacing the

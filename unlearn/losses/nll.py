@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -22,11 +22,27 @@ class LMHeadInputs:
     # The lm-head module itself: the kernel then runs as its forward, reading its weight and bias at that moment,
     # so hooks on it run as for a plain call (ZeRO-3 gathers the partitioned weight for forward and backward).
     head: torch.nn.Module | None = None
+    # Set, every call also computes the entropy at this temperature in the same kernel pass and keeps both outputs
+    # for later calls with the same labels: a log-prob loss and an entropy loss then share one kernel call.
+    entropy_temperature: float | None = None
+    _kept: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def answer_token_outputs(
         self, labels: Tensor, *, ignore_index: int, temperature: float = 1.0, with_entropy: bool = False
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """(logp, entropy or None, mask), each (B, T-1): only answer positions reach the kernel."""
+        if self.entropy_temperature is None or (with_entropy and temperature != self.entropy_temperature):
+            return self._kernel_outputs(labels, ignore_index, temperature, with_entropy)
+        key = (id(labels), ignore_index)
+        if key not in self._kept:  # labels kept too, so that its id stays its own
+            self._kept[key] = labels, self._kernel_outputs(labels, ignore_index, self.entropy_temperature, True)
+        logp, entropy, mask = self._kept[key][1]
+        return logp, entropy if with_entropy else None, mask
+
+    def _kernel_outputs(
+        self, labels: Tensor, ignore_index: int, temperature: float, with_entropy: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """One fused kernel call on the answer positions, its outputs scattered back to (B, T-1)."""
         from unlearn.kernels import fused_linear_logprob  # Triton exists on Linux only; import on first use
 
         mask = labels[:, 1:] != ignore_index  # (B, T-1)
@@ -34,8 +50,14 @@ class LMHeadInputs:
 
         def kernel(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
             return fused_linear_logprob(
-                hidden, weight, targets, bias=bias, ignore_index=ignore_index,
-                temperature=temperature, with_entropy=with_entropy, backend=self.backend,
+                hidden,
+                weight,
+                targets,
+                bias=bias,
+                ignore_index=ignore_index,
+                temperature=temperature,
+                with_entropy=with_entropy,
+                backend=self.backend,
             )
 
         hidden = self.hidden[:, :-1][mask]  # (N, H)

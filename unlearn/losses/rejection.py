@@ -22,8 +22,8 @@ def dpo_loss(
     ``L = −(2/β) · mean_b log σ(β · [(log π(w) − log π_ref(w)) − (log π(l) − log π_ref(l))])``,
     with ``log π(y|x) = −S``, so the bracket is ``(−S_w + S_ref,w) − (−S_l + S_ref,l)``.
 
-    The 2/β scale follows DESIGN §4 (as in NPO), so that the loss and its gradient keep the size of an NLL
-    as β changes; the original DPO paper uses a plain ``−mean log σ(·)``, i.e. this loss times β/2.
+    The 2/β scale is NPO's (Zhang et al. 2024, arXiv:2404.05868), so that the loss and its gradient keep the size
+    of an NLL as β changes; the original DPO paper uses a plain ``−mean log σ(·)``, i.e. this loss times β/2.
     At π = π_ref the loss is (2/β) log 2.
 
     Legend: w chosen (refusal) answer, l rejected (true) answer; S summed answer NLL of a sequence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -9,7 +11,14 @@ from torch import Tensor
 from unlearn.losses.nll import token_denominator
 
 
-def masked_mse(hidden: Tensor, target: Tensor, mask: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
+def masked_mse(
+    hidden: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    *,
+    num_tokens: Tensor | None = None,
+    backend: Literal["auto", "triton", "torch"] = "torch",
+) -> Tensor:
     """Mean squared error over selected tokens only, so prompt and padding activations never count.
 
     ``L = Σ_{b,t} m_{b,t} Σ_d (h_{b,t,d} − target_{b,t,d})² / (D · N)``, N = ``num_tokens`` or else
@@ -21,10 +30,16 @@ def masked_mse(hidden: Tensor, target: Tensor, mask: Tensor, *, num_tokens: Tens
         mask: (B, T) bool or 0/1; tokens that count.
         num_tokens: the denominator; pass the global batch's selected tokens per rank so that averaging gradients
             over ranks gives the global mean, whatever the number of ranks.
+        backend: torch (and auto) compute it here; triton is the one-pass kernel (unlearn.kernels.masked_mse,
+            target (D,) or (B, T, D)), opt-in until a GPU measurement shows it beats this code.
 
     Returns:
         Scalar tensor.
     """
+    if backend == "triton":
+        from unlearn.kernels import masked_mse as fused_masked_mse  # Triton exists on Linux only; import on first use
+
+        return fused_masked_mse(hidden, target, mask, num_tokens=num_tokens, backend="triton")
     dtype = torch.promote_types(hidden.dtype, torch.float32)
     sq = (hidden.to(dtype) - target.to(dtype)).square()  # (B, T, D)
     mask = mask.bool()
@@ -43,6 +58,7 @@ def rmu_loss(
     alpha: float,
     forget_tokens: Tensor | None = None,
     retain_tokens: Tensor | None = None,
+    backend: Literal["auto", "triton", "torch"] = "torch",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """RMU: scramble forget activations at one layer towards a fixed random direction, retain unchanged.
 
@@ -63,12 +79,15 @@ def rmu_loss(
         alpha: α.
         forget_tokens: `num_tokens` of the forget term's masked_mse (default the mask's count).
         retain_tokens: the same for the retain term.
+        backend: where both masked_mse terms run (see ``masked_mse``).
 
     Returns:
         (total, forget_term, retain_term), scalar tensors.
     """
-    forget_term = masked_mse(forget_hidden, control, forget_mask, num_tokens=forget_tokens)
-    retain_term = masked_mse(retain_hidden, retain_reference.detach(), retain_mask, num_tokens=retain_tokens)
+    forget_term = masked_mse(forget_hidden, control, forget_mask, num_tokens=forget_tokens, backend=backend)
+    retain_term = masked_mse(
+        retain_hidden, retain_reference.detach(), retain_mask, num_tokens=retain_tokens, backend=backend
+    )
     return forget_term + alpha * retain_term, forget_term, retain_term
 
 

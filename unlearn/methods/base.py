@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from unlearn.data.prompts import PromptFormat
-from unlearn.io import atomic_save_dir
+from unlearn.io import atomic_save_dir, prepare_output
 from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.methods.adapter import Adapter
 from unlearn.models import load_model, load_tokenizer
@@ -95,12 +95,22 @@ class UnlearnModule(L.LightningModule, ABC):
         self._fp32_buffers.add(name)
 
     def _apply(self, fn, recurse=True):
-        """Dtype casts (Lightning's bf16-true, DeepSpeed's bf16) leave the fp32 buffers as they are; moves move them."""
+        """Dtype casts (Lightning's bf16-true) leave the fp32 buffers and an adapter's weights as they are (bf16 would
+        round small updates away); moves move them."""
         kept = {name: self._buffers[name] for name in self._fp32_buffers}
+        weights = {param: param.data for param in self.adapter_weights() if param.dtype == torch.float32}
         super()._apply(fn, recurse)
         for name, value in kept.items():
             self._buffers[name] = value.to(self._buffers[name].device)
+        for param, value in weights.items():
+            param.data = value.to(param.device)
         return self
+
+    def adapter_weights(self) -> list[torch.nn.Parameter]:
+        """The weights an adapter added (what trains when there is one); none without an adapter or a model."""
+        if self.adapter is None or getattr(self, "model", None) is None:
+            return []
+        return [param for param in self.model.parameters() if param.requires_grad]
 
     def train(self, mode: bool = True) -> UnlearnModule:
         """Keep a frozen reference in eval mode whatever Lightning does to the policy."""
@@ -153,9 +163,7 @@ class UnlearnModule(L.LightningModule, ABC):
                 "lower the learning rate or check the data. Nothing was saved."
             )
         # Averaged over ranks: with token means normalised by the global count, the global batch's loss.
-        self.log_dict(
-            {f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1, sync_dist=True
-        )
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -177,9 +185,20 @@ class UnlearnModule(L.LightningModule, ABC):
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_fit_end(self) -> None:
-        """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically."""
-        target = Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
+    def save_target(self) -> Path:
+        """Where fit saves the unlearned model."""
+        return Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
+
+    def setup(self, stage: str) -> None:
+        """Before the model loads: fit's save folder must be writable (or the weights are lost after training), and an
+        earlier model there is moved aside, so that an interrupted run leaves none that looks like its own."""
+        if stage == "fit":
+            prepare_output(self.save_target(), "model.init_args.save_dir", move=self.trainer.is_global_zero)
+
+    def on_train_end(self) -> None:
+        """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically, as soon as
+        training ends: before the final evaluation, so that metrics.json is written last, after the model."""
+        target = self.save_target()
         with gathered_parameters(self.model, self.trainer.strategy):
             if self.trainer.is_global_zero:
 

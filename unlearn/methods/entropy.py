@@ -10,7 +10,7 @@ from unlearn.methods.divergence import NPO, GradDiff, RetainRegularised
 
 
 class EntropyRegularised(RetainRegularised):
-    """Adds ``λ_f·H(forget) + λ_r·H(retain)`` (DESIGN §4) to the objective of the method it is combined with.
+    """Adds ``λ_f·H(forget) + λ_r·H(retain)`` to the objective of the method it is combined with.
 
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
     Models", ICLR 2025, arXiv:2410.03523.
@@ -37,6 +37,7 @@ class EntropyRegularised(RetainRegularised):
         self.lambda_retain = lambda_retain
         self.temperature = temperature
         self._step_outputs: dict[int, torch.Tensor | LMHeadInputs] | None = None
+        self._entropy_inputs: set[int] = set()  # ids of this step's inputs whose entropy is a term
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -44,16 +45,21 @@ class EntropyRegularised(RetainRegularised):
             raise ValueError(f"lambda_retain={self.lambda_retain} needs data.retain; add one or set lambda_retain=0")
 
     def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
-        """Inside `objective`, each role's outputs are computed once and shared by every term."""
+        """Inside `objective`, each role's outputs are computed once and shared by every term; on the fused path one
+        kernel call gives a role its log-probs and entropies together."""
         if self._step_outputs is None:
             return super().lm_outputs(inputs)
         key = id(inputs)
         if key not in self._step_outputs:
-            self._step_outputs[key] = super().lm_outputs(inputs)
+            outputs = super().lm_outputs(inputs)
+            if isinstance(outputs, LMHeadInputs) and key in self._entropy_inputs:
+                outputs.entropy_temperature = self.temperature
+            self._step_outputs[key] = outputs
         return self._step_outputs[key]
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         self._step_outputs = {}
+        self._entropy_inputs = {id(batch["forget"])} | ({id(batch["retain"])} if self.lambda_retain != 0 else set())
         try:
             terms = super().objective(batch)
             forget = batch["forget"]

@@ -69,8 +69,10 @@ class GRUN(Adapter):
             merge: refused: an input-dependent gate cannot be folded into the weights.
         """
         if merge:
-            raise ValueError("GRUN cannot be merged into the base weights: its gate σ(g(h)) depends on the input; "
-                             "set merge: false and load the adapter with unlearn.methods.grun.load_grun")
+            raise ValueError(
+                "GRUN cannot be merged into the base weights: its gate σ(g(h)) depends on the input; "
+                "set merge: false and load the adapter with unlearn.methods.grun.load_grun"
+            )
         if rank < 1 or gate_weight < 0:
             raise ValueError(f"GRUN needs rank >= 1 and gate_weight >= 0; got rank={rank}, gate_weight={gate_weight}")
         self.layers = layers or [-2, -1]
@@ -84,8 +86,10 @@ class GRUN(Adapter):
         suffix = prompt_format.suffix(tokenizer)
         marker = suffix if self.marker is None else self.marker
         if not marker or not suffix.endswith(marker):
-            raise ValueError(f"GRUN's marker={marker!r} must end every prompt, which end in {suffix!r}; "
-                             "leave marker unset to use that")
+            raise ValueError(
+                f"GRUN's marker={marker!r} must end every prompt, which end in {suffix!r}; "
+                "leave marker unset to use that"
+            )
         count = len(decoder_layers(model))
         layers = sorted({i % count if -count <= i < 0 else i for i in self.layers})
         check_layers(model, model_name, "GRUN", layers)
@@ -102,16 +106,23 @@ class GRUN(Adapter):
             raise ValueError("GRUN trains its gate on forget (1) against retain (0) prompts: add data.retain")
         forget = gate_logits(module.model, batch["forget"])
         if forget.numel() == 0:
-            raise ValueError("no forget row of this batch contains the prompt's end, so GRUN has "
-                             "nowhere to intervene; use question-answer forget data (e.g. SyntheticQA)")
+            raise ValueError(
+                "no forget row of this batch contains the prompt's end, so GRUN has "
+                "nowhere to intervene; use question-answer forget data (e.g. SyntheticQA)"
+            )
         bce = gate_bce_loss(forget, gate_logits(module.model, batch["retain"]))
         return {**terms, "loss": terms["loss"] + self.gate_weight * bce, "gate": bce}
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         grun = model.grun
-        config = {"base_model": resolve(getattr(self, "_model_name", "")), "layers": grun.layer_ids,
-                  "rank": self.rank, "gate_hidden": self.gate_hidden, "marker": self.marker,
-                  "marker_ids": grun.marker_ids.tolist()}
+        config = {
+            "base_model": resolve(getattr(self, "_model_name", "")),
+            "layers": grun.layer_ids,
+            "rank": self.rank,
+            "gate_hidden": self.gate_hidden,
+            "marker": self.marker,
+            "marker_ids": grun.marker_ids.tolist(),
+        }
         save_file({k: v.contiguous() for k, v in grun.state_dict().items()}, folder / WEIGHTS_NAME)
         atomic_write_json(folder / CONFIG_NAME, config)
 
@@ -119,9 +130,9 @@ class GRUN(Adapter):
 class GatedLoReFT(AdapterLayer):
     """h + σ(g(h))·((W h + b) − R h)·R at one layer; R's rows stay orthonormal through a parametrisation.
 
-    The weights are fp32 whatever the model's dtype (bf16 keeps 8 significant bits: an AdamW step under 2⁻⁹·|w| would
-    leave a weight as it was); it computes in their dtype and returns h's. DeepSpeed's bf16 optimizer, which keeps
-    its own fp32 copy, makes them bf16.
+    The weights are made fp32 whatever the default dtype, and the method module keeps them so through casts (bf16
+    keeps 8 significant bits: an AdamW step under 2⁻⁹·|w| would leave a weight as it was); it computes in their
+    dtype and returns h's. DeepSpeed's bf16 optimizer, which keeps its own fp32 copy, makes them bf16.
     """
 
     def __init__(self, hidden: int, rank: int, gate_hidden: list[int]) -> None:
@@ -136,10 +147,6 @@ class GatedLoReFT(AdapterLayer):
         widths = [hidden, *gate_hidden]
         blocks = [m for a, b in pairwise(widths) for m in (torch.nn.Linear(a, b, **fp32), torch.nn.ReLU())]
         self.gate = torch.nn.Sequential(*blocks, torch.nn.Linear(widths[-1], 1, **fp32))
-
-    def _apply(self, fn, recurse=True):
-        """Follow the model's device moves but not its dtype casts (Lightning's bf16-true): the weights stay fp32."""
-        return super()._apply(lambda t: t.to(fn(t.new_empty(0)).device), recurse)
 
     def gate_logit(self, h: torch.Tensor) -> torch.Tensor:
         """g(h) (...,) in the weights' dtype, before the sigmoid."""

@@ -40,8 +40,9 @@ class LoRA(Adapter):
             merge: also save the merged model (W + (α/r)·B·A) in Hugging Face format under `<save_dir>/merged`.
         """
         if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
-            raise ValueError(f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={r}, alpha={alpha}, "
-                             f"dropout={dropout}")
+            raise ValueError(
+                f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={r}, alpha={alpha}, dropout={dropout}"
+            )
         self.r = r
         self.alpha = alpha
         self.dropout = dropout
@@ -62,12 +63,14 @@ class LoRA(Adapter):
 
     def attach(self, model: torch.nn.Module, model_name: str, tokenizer, prompt_format: PromptFormat) -> None:
         from peft import inject_adapter_in_model
+        from peft.tuners.tuners_utils import cast_adapter_dtype
 
         try:
             inject_adapter_in_model(self.config(model_name), model)  # freezes the base weights
         except ValueError as err:
             names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
             raise ValueError(f"LoRA target_modules={self.target_modules!r}: {err}; linear layers are {names}") from err
+        cast_adapter_dtype(model, "default")  # fp32 adapters on a bf16 base (PEFT casts inputs and outputs)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         from peft import get_peft_model_state_dict

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 
 from unlearn.losses import LMHeadInputs, sequence_nll
 from unlearn.methods.adapter import adapter_layers, adapters_disabled
-from unlearn.models import decoder_layers, load_model
+from unlearn.models import decoder_layers, evaluating, load_model
 from unlearn.strategies import is_partitioned
-
-REFERENCE_STRATEGIES = ("cached", "frozen")
 
 
 class AdaptersOff(torch.nn.Module):
@@ -91,15 +88,3 @@ def cache_sequence_nll(
     if torch.isnan(cache).any():
         raise RuntimeError(f"the reference cache missed {int(torch.isnan(cache).sum())} of {size} {role} rows")
     return cache
-
-
-@contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) within the block, then each module's own training flag back."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training

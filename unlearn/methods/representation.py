@@ -19,7 +19,10 @@ class _StopForward(Exception):
 
 
 class RMU(UnlearnModule):
-    """RMU: map forget activations at one layer to a fixed random direction c·u, keep retain activations."""
+    """RMU: map forget activations at one layer to a fixed random direction c·u, keep retain activations.
+
+    `kernel_backend: triton` also runs both masked MSE terms in the one-pass kernel (auto keeps PyTorch for them).
+    """
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class RMU(UnlearnModule):
             alpha=self.alpha,
             forget_tokens=positions(forget),
             retain_tokens=positions(retain),
+            backend=self.kernel_backend,
         )
         return {"loss": total, "forget": forget_term, "retain": retain_term, "coeff": control.norm()}
 

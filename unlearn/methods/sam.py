@@ -15,8 +15,8 @@ class NPOSAM(NPO):
 
     ``min_θ max_{‖δ‖≤ρ} L_f(θ + δ) + α·L_r(θ)``, δ to first order ``ε = ρ·g/‖g‖``, ``g = ∇L_f(θ)``; each step applies
     ``∇L_f(θ + ε) + α·∇L_r(θ)`` at θ. Costs two forget forward/backward passes per step. Manual optimisation: the
-    trainer's gradient clipping and accumulation do not apply; θ is restored by subtracting ε (no parameter copy),
-    exact up to float rounding.
+    trainer's gradient clipping and accumulation do not apply; θ is restored from a copy, exactly in any dtype (in
+    bf16, θ + ε − ε is not θ). The copy replaces ε's own buffer: ε is built in the gradients' memory.
     """
 
     def __init__(self, *, rho: float = 0.01, **kwargs) -> None:
@@ -62,11 +62,13 @@ class NPOSAM(NPO):
         grads = torch.autograd.grad(forget, params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        perturbation = torch._foreach_mul(grads, (self.rho / norm.clamp(min=1e-12)).item())
+        torch._foreach_mul_(grads, (self.rho / norm.clamp(min=1e-12)).item())  # ε, in place
         with torch.no_grad():
-            torch._foreach_add_(params, perturbation)
+            start = [p.detach().clone() for p in params]
+            torch._foreach_add_(params, grads)
+        del grads
         forget_sharp = self.forget_loss(batch)
         self.manual_backward(forget_sharp)
         with torch.no_grad():
-            torch._foreach_sub_(params, perturbation)
+            torch._foreach_copy_(params, start)
         return forget_sharp, forget

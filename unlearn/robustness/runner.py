@@ -29,9 +29,9 @@ def run_attack(trainer: L.Trainer, module: UnlearnModule, data: UnlearnDataModul
     evaluator = evaluators[0]
     data.setup("fit")
     seen = {row["question"] for row in attack.seen(data.rows.get("forget", []))}
+    evaluator.setup(trainer, module, "test")  # before the model loads: metrics.json's folder must be writable
     module.configure_model()
     module.to(trainer.strategy.root_device).eval()
-    evaluator.setup(trainer, module, "test")
     evaluator.rows = {name: [r for r in rows if r.get("question") not in seen] for name, rows in evaluator.rows.items()}
     empty = [name for name, rows in evaluator.rows.items() if not rows]
     if empty:
