@@ -101,11 +101,6 @@ def main() -> None:
     unknown = sorted(set(names) - set(available))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {available}")
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            runs[name] = run_method(name, Path(tmp), args.tier)
-            print(table({name: runs[name]}, args.tier).splitlines()[-1], flush=True)
     device = (
         torch.cuda.get_device_name()
         if torch.cuda.is_available()
@@ -114,16 +109,15 @@ def main() -> None:
     date = datetime.date.today().isoformat()
     slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
     path = args.out / f"methods_{'real_' if args.tier == 'real' else ''}{slug}_{date}.json"
-    if path.exists():  # a subset re-run updates its rows of the day's table and keeps the others
-        runs = {**json.loads(path.read_text())["runs"], **runs}
+    # a subset re-run updates its rows of the day's table and keeps the others
+    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
     folder = TIERS[args.tier][0].relative_to(ROOT)
-    report = {
-        "device": device,
-        "date": date,
-        "command": f"python -m unlearn fit --config {folder}/<method>.yaml",
-        "runs": runs,
-    }
-    atomic_write_json(path, report)
+    command = f"python -m unlearn fit --config {folder}/<method>.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:  # saved after each method: an interrupted sweep keeps what it measured
+            runs[name] = run_method(name, Path(tmp), args.tier)
+            print(table({name: runs[name]}, args.tier).splitlines()[-1], flush=True)
+            atomic_write_json(path, {"device": device, "date": date, "command": command, "runs": runs})
     print(table(runs, args.tier))
     print(f"saved {path}")
 
