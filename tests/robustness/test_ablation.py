@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from unlearn.methods.representation import layer_outputs
-from unlearn.models import load_model, load_tokenizer
+from unlearn.models import BUILTIN, decoder_layers, load_model, load_tokenizer
 from unlearn.robustness import DirectionAblation
-from unlearn.robustness.ablation import ablate, mean_difference_direction, project_out
+from unlearn.robustness.ablation import ablate, fold, mean_difference_direction, project_out
 
 
 def test_projection_removes_exactly_the_component_along_d():
@@ -55,3 +55,40 @@ def test_hooks_leave_no_component_along_the_direction_and_a_zero_direction_chang
         ablate(model, {1: direction})
         (hidden,) = layer_outputs(model, inputs, [1])
     assert hidden.abs().max() > 1 and (hidden @ direction).abs().max() < 1e-4
+
+
+def test_folded_weights_equal_hooks_on_every_write_and_save_as_a_plain_model(tmp_path):
+    model, tokenizer = load_model("tiny-target").eval(), load_tokenizer("tiny-target")
+    inputs = tokenizer(["Question: Where does Xemoki Wanucla live?\nAnswer:", "Question: Who?\nAnswer:"],
+                       return_tensors="pt", padding=True)  # fmt: skip
+    direction = torch.nn.functional.normalize(torch.randn(192, generator=torch.Generator().manual_seed(0)), dim=0)
+    with torch.no_grad():
+        plain = model(**inputs).logits
+
+        def project(module, args, out):  # every write to the residual: embedding, attention and MLP outputs
+            return (project_out(out[0], direction), *out[1:]) if isinstance(out, tuple) else project_out(out, direction)
+
+        writers = [model.get_input_embeddings(), *(m for b in decoder_layers(model) for m in (b.self_attn, b.mlp))]
+        handles = [writer.register_forward_hook(project) for writer in writers]
+        hooked = model(**inputs).logits
+        for handle in handles:
+            handle.remove()
+        fold(model, direction)
+        folded = model(**inputs).logits
+    assert not torch.allclose(hooked, plain, atol=1e-3)
+    assert torch.allclose(folded, hooked, atol=1e-4)
+    model.save_pretrained(tmp_path / "folded")
+    reloaded = load_model(str(tmp_path / "folded")).eval()
+    assert reloaded.lm_head.weight is not reloaded.get_input_embeddings().weight
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**inputs).logits, folded, atol=1e-5)
+
+
+def test_fold_needs_one_layer_and_saves_the_attacked_model(tmp_path, attack_run):
+    with pytest.raises(ValueError, match="one layer"):
+        DirectionAblation(fold=True)
+    retain = str(BUILTIN["tiny-retain"])  # another model than `original`: a direction exists
+    summary = attack_run(tmp_path, DirectionAblation(original="tiny-target", layers=[1], fold=True), model=retain,
+                         limit=5)  # fmt: skip
+    saved = load_model(summary["attack"]["model"])
+    assert summary["attack"]["model"] == str(tmp_path / "model") and not saved.config.tie_word_embeddings

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from unlearn.data.prompts import PromptFormat
+from unlearn.io import atomic_save_dir
 from unlearn.methods.representation import check_layers, layer_outputs
 from unlearn.models import decoder_layers, load_model
 from unlearn.robustness.base import Attack, Target
+from unlearn.robustness.logit_lens import sublayer
 
 
 def project_out(hidden: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -69,17 +71,44 @@ def ablate(model: torch.nn.Module, directions: dict[int, torch.Tensor]) -> list[
     return [blocks[layer].register_forward_hook(hook_for(d)) for layer, d in directions.items()]
 
 
+def fold(model: torch.nn.Module, direction: torch.Tensor) -> None:
+    """Project `direction` out of every write to the residual stream, in the weights: the embedding rows and each
+    attention and MLP output projection (its last nn.Linear); a tied lm-head is untied first, as it reads the stream."""
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if head is not None and head.weight is embedding.weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+        model.config.tie_word_embeddings = False
+    d = direction.to(embedding.weight)
+    with torch.no_grad():
+        embedding.weight.copy_(project_out(embedding.weight, d))  # (V, D): one stream vector per token
+        for block in decoder_layers(model):
+            for part in ("attention", "mlp"):
+                writer = [m for m in sublayer(block, part).modules() if isinstance(m, torch.nn.Linear)][-1]
+                writer.weight.copy_(project_out(writer.weight.T, d).T)  # (D, in): W <- (I - d d^T) W
+                if writer.bias is not None:
+                    writer.bias.copy_(project_out(writer.bias, d))
+
+
 class DirectionAblation(Attack):
     """Remove, per layer, the direction along which unlearning moved the activations of forget prompts."""
 
-    def __init__(self, original: str = "tiny-target", layers: list[int] | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, original: str = "tiny-target", layers: list[int] | None = None, fold: bool = False, batch_size: int = 64
+    ) -> None:
         """
         Args:
             original: the model before unlearning (built-in name, hub id or path).
             layers: decoder layers whose outputs lose their direction; None ablates every layer.
+            fold: Arditi et al.'s weight orthogonalization: the direction of the one layer in `layers` is projected out
+                of the embedding and of every attention and MLP output, in the weights (the residual stream never
+                carries it), and the attacked model is saved as a plain Hugging Face model in <run folder>/model.
             batch_size: prompts per forward when measuring activations.
         """
-        self.original, self.layers, self.batch_size = original, layers, batch_size
+        if fold and (layers is None or len(layers) != 1):
+            raise ValueError(
+                f"fold projects one direction out of every layer: give one layer in `layers`, got {layers}"
+            )
+        self.original, self.layers, self.fold, self.batch_size = original, layers, fold, batch_size
 
     def models(self) -> dict[str, str]:
         return {"DirectionAblation's original model": self.original}
@@ -97,9 +126,18 @@ class DirectionAblation(Attack):
         unlearned_acts, original_acts = prompt_end_activations(model, *args), prompt_end_activations(original, *args)
         del original
         found = {layer: mean_difference_direction(unlearned_acts[layer], original_acts[layer]) for layer in layers}
-        ablate(model, {layer: direction for layer, (direction, _) in found.items()})
-        return {
+        numbers = {
             "layers": layers,
             "prompts": len(questions),
             "difference_norm": {str(k): n for k, (_, n) in found.items()},
         }
+        if not self.fold:
+            ablate(model, {layer: direction for layer, (direction, _) in found.items()})
+            return numbers
+        fold(model, found[layers[0]][0])
+
+        def save(folder):
+            model.save_pretrained(folder)
+            module.tokenizer.save_pretrained(folder)
+
+        return {**numbers, "model": str(atomic_save_dir(target.root / "model", save))}

@@ -16,6 +16,16 @@ def seeded_subset(rows: list[dict], k: int, seed: int) -> list[dict]:
     return [rows[i] for i in sorted(order[:k])]
 
 
+def held_out_split(forget: list[dict], k: int, seed: int, attack: str) -> list[dict]:
+    """The k forget rows an attack learns from (`Attack.seen`); the evaluation keeps only the other questions."""
+    if any("question" not in row for row in forget):
+        raise ValueError(
+            f"{attack} needs question/answer forget rows: a passage states facts that the held-out questions ask, "
+            "so its rows could not be kept out of the evaluation; set data.forget to a qa source"
+        )
+    return seeded_subset(forget, k, seed)
+
+
 def finetune(
     model: torch.nn.Module, collator: Collator, rows: list[dict], *, steps: int, batch_size: int, lr: float, seed: int
 ) -> list[float]:

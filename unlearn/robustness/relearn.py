@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unlearn.robustness.base import Attack, Target
-from unlearn.robustness.finetune import finetune, seeded_subset
+from unlearn.robustness.finetune import finetune, held_out_split
 
 
 class Relearn(Attack):
@@ -21,12 +21,7 @@ class Relearn(Attack):
         self.k, self.steps, self.batch_size, self.lr, self.seed = k, steps, batch_size, lr, seed
 
     def seen(self, forget: list[dict]) -> list[dict]:
-        if any("question" not in row for row in forget):
-            raise ValueError(
-                "Relearn needs question/answer forget rows: a passage states facts that the held-out questions ask, "
-                "so its rows could not be kept out of the evaluation; set data.forget to a qa source"
-            )
-        return seeded_subset(forget, self.k, self.seed)
+        return held_out_split(forget, self.k, self.seed, "Relearn")
 
     def run(self, target: Target) -> dict:
         rows = self.seen(target.forget)

@@ -1,0 +1,64 @@
+"""`python -m unlearn.robustness MODEL... --out DIR`: every attack of a suite config against each model, one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from unlearn.cli import SaveConfig, UnlearnCLI
+from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.eval.report import resolved_config
+from unlearn.io import check_writable
+from unlearn.methods import UnlearnModule
+from unlearn.robustness.base import Attack
+from unlearn.robustness.checks import check_model
+from unlearn.robustness.suite import run_suite
+from unlearn.robustness.table import write
+
+
+class SuiteCLI(UnlearnCLI):
+    """The attack configs' trainer, model and data, with `attacks:` (a list, each by class_path) instead of one."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_argument("--attacks", type=list[Attack], required=True, help="the attacks, each by class_path")
+
+
+def model_folder(path: str) -> str:
+    """A run folder (runs/npo) stands for the model fit saved in it (runs/npo/model)."""
+    inner = Path(path) / "model"
+    return str(inner) if inner.is_dir() and not (Path(path) / "config.json").is_file() else path
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    """Run the suite against every model and write robustness.json, robustness.md and robustness.png under --out."""
+    parser = argparse.ArgumentParser(prog="python -m unlearn.robustness", description=__doc__)
+    parser.add_argument("models", nargs="*", help="unlearned model folders, or run folders holding model/")
+    parser.add_argument("--model", action="append", default=[], help="a model folder (repeatable; as MODEL)")
+    parser.add_argument("--config", default="configs/attacks/suite.yaml", help="the suite: data, evaluator, attacks")
+    parser.add_argument("--out", required=True, type=Path, help="folder for robustness.{json,md,png}")
+    args, overrides = parser.parse_known_args(argv)  # the rest overrides the config, as in `python -m unlearn`
+    models = [model_folder(m) for m in [*args.models, *args.model]]
+    if not models:
+        parser.error("give at least one model folder (MODEL or --model runs/<method>/model)")
+    for model in models:
+        check_model(model, "model")
+    check_writable(args.out, "--out")
+    results = []
+    for k, model in enumerate(models):
+        out = args.out if len(models) == 1 else args.out / f"model{k}"
+        cli = SuiteCLI(
+            UnlearnModule, UnlearnDataModule, subclass_mode_model=True, save_config_callback=SaveConfig,
+            seed_everything_default=0, run=False,
+            args=["--config", args.config, "--model.init_args.model", model, "--trainer.default_root_dir", str(out),
+                  *overrides],
+        )  # fmt: skip
+        result = run_suite(cli.trainer, cli.model, cli.datamodule, cli.config_init["attacks"], out)
+        results.append({**result, **resolved_config(cli.trainer)})
+    paths = write(args.out, results, {"config": args.config, "overrides": overrides})
+    print("wrote " + ", ".join(map(str, paths)))
+    return paths
+
+
+if __name__ == "__main__":
+    main()
