@@ -301,3 +301,28 @@ def test_a_long_shared_prompt_runs_once_and_scores_as_the_reference(model, token
     assert forwarded[0] >= shared - 2, "the shared prompt runs first, on its own"
     contexts = [len(tokenizer(fmt.prompt(row["question"], tokenizer)).input_ids) for row in rows]
     assert sum(forwarded) < sum(contexts), "each question's context ran in full: the shared prompt was not reused"
+
+
+@pytest.mark.parametrize("path", ["packed", "cache"])
+def test_grun_intervention_scores_as_the_reference(tokenizer, monkeypatch, path):
+    """GRUN edits the hidden state where the prompt ends: in a packed row (context then every choice) it must still
+    act at the context's end only, as in one unpadded forward per choice."""
+    from unlearn.methods.adapter import adapters_disabled
+    from unlearn.methods.grun import GRUN
+
+    model = tiny_llama(len(tokenizer))
+    GRUN(layers=[0, 1], rank=2).attach(model, "tiny-scratch", tokenizer, PLAIN)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.grun.parameters():
+            param.add_(torch.randn_like(param))  # an edit far from the identity, gate open
+    if path == "cache":
+        monkeypatch.setattr(scoring, "_takes_custom_mask", lambda model: False)
+    rows = mcq_rows([["crimson teal", "Velmora", "a pet ferret"], CITIES[1:], ["owl", "goose", "saffron ochre jade"]])
+    scores = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=2)
+    expected = reference_scores(model, tokenizer, rows, "cloze")
+    assert_close(scores.double(), expected, atol=1e-5, rtol=0)
+    with adapters_disabled(model):
+        base = choice_logprobs(model, tokenizer, rows, template="cloze", batch_size=2)
+    finite = torch.isfinite(base)
+    assert (scores[finite] - base[finite]).abs().max() > 0.1, "the edit must change the scores for this to test it"
