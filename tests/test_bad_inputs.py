@@ -233,10 +233,9 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch, loads):
 
 
 def test_debug_flag_shows_the_traceback(tmp_path, monkeypatch, loads):
-    monkeypatch.delenv(DEBUG, raising=False)
+    monkeypatch.setenv(DEBUG, "0")  # off; --debug turns it on for the process, and the teardown restores it
     with pytest.raises(UsageError, match="max_steps=0"):
         main(["fit", "--debug", "--config", str(quick_config(tmp_path)), "--trainer.max_steps=0"])
-    monkeypatch.delenv(DEBUG)  # --debug set it for the process
 
 
 def data_module(forget: str, retain: str, max_length: int = 256) -> UnlearnDataModule:
