@@ -20,6 +20,17 @@ from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, StrategyRegistry
 
 
+def _skip_shared_memory_op() -> None:
+    """Keep DeepSpeed from JIT-building its CPU shared-memory all-reduce, which serves inference engines only.
+
+    Building it compiles C++ on every fresh machine (minutes on two cores), and a run killed while torch holds the
+    build lock leaves every later run waiting on that lock forever.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """DeepSpeed ZeRO on CPU processes (gloo, DeepSpeed's CPU accelerator): sharded runs testable without a GPU."""
 
@@ -44,6 +55,7 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
         """DeepSpeedStrategy's, minus the check that device indices equal local ranks (CPU devices have none)."""
         reset_seed()
         self.set_world_ranks()
+        _skip_shared_memory_op()
         self._init_deepspeed_distributed()
 
     def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
