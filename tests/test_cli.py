@@ -63,30 +63,12 @@ def test_unknown_method_class(tmp_path, capsys):
     assert_no_output(tmp_path)
 
 
-def test_missing_dataset_column(tmp_path):
-    data = tmp_path / "forget.jsonl"
-    data.write_text(json.dumps({"prompt": "Who?", "response": "Nobody"}) + "\n")
-    args = ["--data.forget.class_path", "unlearn.data.sources.QASource", "--data.forget.init_args.path", str(data)]
-    with pytest.raises(ValueError, match="no column 'question'"):
-        main(["fit", "--config", str(quick_config(tmp_path)), *args])
-    assert_no_output(tmp_path)
-
-
-def test_empty_forget_split(tmp_path):
-    data = tmp_path / "corpus.jsonl"
-    data.write_text(json.dumps({"text": "too short"}) + "\n")
-    args = [
-        "--data.forget.class_path", "unlearn.data.sources.TextSource",
-        "--data.forget.init_args.path", str(data), "--data.forget.init_args.min_chars", "100",
-    ]  # fmt: skip
-    with pytest.raises(ValueError, match="min_chars"):
-        main(["fit", "--config", str(quick_config(tmp_path)), *args])
-    assert_no_output(tmp_path)
-
-
-def test_rmu_layer_out_of_range(tmp_path):
-    with pytest.raises(ValueError, match="out of range"):
+def test_rmu_layer_out_of_range(tmp_path, capsys):
+    """Found once the model is loaded (tests/test_bad_inputs.py holds those refused before): still one paragraph."""
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(quick_config(tmp_path, "rmu", layer=9))])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "out of range" in err and "Traceback" not in err
     assert_no_output(tmp_path)
 
 

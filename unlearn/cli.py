@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from argparse import ArgumentError
@@ -10,13 +11,28 @@ from pathlib import Path
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from unlearn.checks import UsageError, refuse
 from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.io import prepare_output
 from unlearn.methods import UnlearnModule
 from unlearn.robustness.trainer import UnlearnTrainer
+from unlearn.validate import settings_problems
+
+DEBUG = "UNLEARN_DEBUG"  # set to 1 (or pass --debug) for the traceback of a user error
+USER_ERRORS = (ValueError, OSError, MisconfigurationException)  # the project's own checks raise these, not bugs
+
+
+class Parser(LightningArgumentParser):
+    """Lightning's parser, whose errors print one paragraph and exit 2 without the 55-line usage dump."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or debugging():
+            raise ArgumentError(None, message) from ex
+        print(paragraph(f"{message} (--print_config shows every setting, --help lists them)"), file=sys.stderr)
+        raise SystemExit(2)
 
 
 class ComposedConfigFile(ActionConfigFile):
@@ -46,7 +62,7 @@ class UnlearnCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         """LightningCLI's parser with a `--config` that composes (every subcommand's parser is made here)."""
         kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
-        parser = self.parser_class(**kwargs)
+        parser = Parser(**kwargs)
         parser.add_argument("-c", "--config", action=ComposedConfigFile, help="Path to a YAML config, or YAML text.")
         return parser
 
@@ -59,9 +75,53 @@ class UnlearnCLI(LightningCLI):
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
         parser.link_arguments("model.init_args.prompt_format", "data.prompt_format", apply_on="parse")
 
+    def instantiate_classes(self) -> None:
+        """Lightning's, refused with one error listing every problem found before any model loads: the config's
+        cross-cutting ones, a class's own (the first class to fail stops the building) and the method/data match."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        problems = settings_problems(config, self.subcommand)
+        try:
+            super().instantiate_classes()
+        except (ValueError, MisconfigurationException) as error:
+            if not (problems and isinstance(error, MisconfigurationException)):  # the Trainer's checks repeat ours
+                problems += _problems(innermost(error))
+            refuse(problems)
+        if self.subcommand == "fit":
+            problems += self.model.missing_data(self.datamodule)
+        refuse(problems)
+
+
+def innermost(error: BaseException) -> BaseException:
+    """The first error of a chain: a class's own, not jsonargparse's "Does not validate ..." around it."""
+    while isinstance(error.__cause__ or error.__context__, ValueError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _problems(error: BaseException) -> list[str]:
+    """The problems an error reports: a UsageError's list, or its one message."""
+    return error.problems if isinstance(error, UsageError) else [str(error)]
+
+
+def paragraph(message: str) -> str:
+    """`error: <message>` as one paragraph (no blank lines), with how to see the traceback."""
+    lines = [line for line in f"error: {message}".splitlines() if line.strip()]
+    return "\n".join([*lines, f"(set {DEBUG}=1 or pass --debug for the traceback)"])
+
+
+def debugging() -> bool:
+    """Whether a user error should show its traceback."""
+    return os.environ.get(DEBUG, "") not in ("", "0")
+
 
 def main(args: list[str] | None = None) -> UnlearnCLI:
-    """Entry point of `python -m unlearn`; a run stopped by SIGTERM exits 143, as a killed process does, not 0."""
+    """Entry point of `python -m unlearn`; a run stopped by SIGTERM exits 143, as a killed process does, not 0; a user
+    error prints one paragraph and exits 2 when refused before the run starts (UsageError), 1 when found later."""
+    args = None if args is None else list(args)
+    argv = sys.argv if args is None else args  # Lightning warns when given args as well as a command line
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ[DEBUG] = "1"
     try:
         return UnlearnCLI(
             UnlearnModule,
@@ -75,3 +135,8 @@ def main(args: list[str] | None = None) -> UnlearnCLI:
     except SIGTERMException:  # Lightning stops at the next step on SIGTERM with a SystemExit whose code is 0
         print("stopped by SIGTERM before the run finished: no metrics.json or model was written", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+    except USER_ERRORS as error:
+        if debugging():
+            raise
+        print(paragraph(str(error)), file=sys.stderr)
+        raise SystemExit(2 if isinstance(error, UsageError) else 1) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from unlearn import smollm2
+from unlearn.checks import UsageError, refuse
 from unlearn.data.synthetic import SyntheticBenchmark
 
 ASSETS = Path(__file__).parent / "assets"
@@ -17,6 +19,8 @@ BUILTIN = {"tiny-target": ASSETS / "tiny-target", "tiny-retain": ASSETS / "tiny-
 SCRATCH = "tiny-scratch"  # a randomly initialised tiny Llama with the benchmark's tokenizer, for pre-training
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
 
 
 def resolve(name_or_path: str) -> str:
@@ -25,9 +29,57 @@ def resolve(name_or_path: str) -> str:
         return str(BUILTIN[name_or_path])
     if name_or_path == smollm2.NAME:
         return str(smollm2.local_dir())
-    if name_or_path.startswith(("/", ".", "~")) and not Path(name_or_path).expanduser().exists():
-        raise ValueError(f"model path {name_or_path!r} does not exist. {_hint()}")
+    refuse(_path_problems(name_or_path))
     return name_or_path
+
+
+def model_problems(name_or_path: str) -> list[str]:
+    """What would make loading `name_or_path` fail, found without loading it: a missing local path, a model folder
+    without tokenizer files, a truncated weight file (hub ids are not looked up here)."""
+    if name_or_path in (*BUILTIN, smollm2.NAME, SCRATCH):
+        return []
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        return _path_problems(name_or_path)
+    problems = [f"{file}: {error}" for file, error in _damaged_weights(folder)]
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        problems.append(_no_tokenizer(folder))
+    return [f"model {name_or_path!r}: {p}" for p in problems]
+
+
+def _path_problems(name_or_path: str) -> list[str]:
+    """A name that must be a local path (it starts with / . ~, has several slashes, or its first part is a local
+    folder) but does not exist; the hub would only say "Repo id must be in the form 'namespace/repo_name'"."""
+    path = Path(name_or_path).expanduser()
+    first = Path(name_or_path.split("/")[0])
+    local = name_or_path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(name_or_path) or first.is_dir()
+    if not local or path.exists():
+        return []
+    near = path.parent if path.parent.is_dir() else None
+    seen = f"; {near} holds {sorted(p.name for p in near.iterdir())[:8]}" if near else ""
+    return [f"model path {name_or_path!r} does not exist (relative to {Path.cwd()}){seen}. {_hint()}"]
+
+
+def _damaged_weights(folder: Path) -> list[tuple[Path, str]]:
+    """Safetensors files whose header does not cover the file (truncated or corrupt), each with the reader's error."""
+    from safetensors import safe_open
+
+    damaged = []
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(file, "pt"):
+                pass
+        except Exception as error:  # SafetensorError is not importable by name across versions
+            damaged.append((file, f"truncated or corrupt weights ({error}); copy or download the file again"))
+    return damaged
+
+
+def _no_tokenizer(folder: Path) -> str:
+    """The fix for a model folder saved without its tokenizer (transformers blames sentencepiece or tiktoken)."""
+    return (
+        f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); save the tokenizer next to the "
+        "weights (tokenizer.save_pretrained(folder)) or copy those files from the base model"
+    )
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
@@ -35,10 +87,11 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
     if name_or_path == SCRATCH:
         tokenizer = build_tiny_tokenizer()
     else:
+        refuse(model_problems(name_or_path))
         try:
             tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
-        except OSError as err:
-            raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {err} {_hint()}") from err
+        except (OSError, ValueError) as err:  # transformers' ValueError: no tokenizer it can build
+            raise UsageError(f"cannot load a tokenizer from {name_or_path!r}: {err} {_hint()}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -50,10 +103,11 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
         raise ValueError(f"dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}")
     if name_or_path == SCRATCH:
         return build_tiny_model(len(load_tokenizer(SCRATCH))).to(DTYPES[dtype])
+    refuse(model_problems(name_or_path))
     try:
         return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=DTYPES[dtype])
     except OSError as err:
-        raise ValueError(f"cannot load a model from {name_or_path!r}: {err} {_hint()}") from err
+        raise UsageError(f"cannot load a model from {name_or_path!r}: {err} {_hint()}") from err
 
 
 def build_tiny_tokenizer(

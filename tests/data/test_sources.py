@@ -497,9 +497,9 @@ def test_nothing_left_after_filtering(tmp_path):
 
 
 def test_empty_split(tmp_path, monkeypatch):
-    (tmp_path / "empty.jsonl").write_text("")  # datasets refuses an empty file: wrapped with the source's name
-    with pytest.raises(ValueError, match=r"MCQSource\(.*empty\.jsonl\): datasets could not load split 'test'"):
-        MCQSource(str(tmp_path / "empty.jsonl")).load()
+    (tmp_path / "empty.jsonl").write_text("")  # datasets says only StopIteration: refused, named, before loading
+    with pytest.raises(ValueError, match=r"MCQSource\(.*empty\.jsonl\): the data file .*empty\.jsonl is empty"):
+        MCQSource(str(tmp_path / "empty.jsonl"))
     empty = datasets.Dataset.from_dict({key: [] for key in WMDP_FEATURES}, features=WMDP_FEATURES)
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name, split: empty)
     with pytest.raises(ValueError, match=r"MCQSource\(cais/wmdp:wmdp-bio\): split 'test' has no rows; check"):

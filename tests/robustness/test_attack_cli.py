@@ -1,6 +1,7 @@
 """`python -m unlearn attack`: metrics.json with before/after/attack, kept results, and errors before any loading."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,16 +51,18 @@ def no_loading_fixture(monkeypatch):
             monkeypatch.setattr(f"{module}.{name}", refuse, raising=False)
 
 
-def test_missing_model_folder_is_refused_before_loading(tmp_path, no_loading):
-    with pytest.raises(ValueError, match="not an existing model folder"):
+def test_missing_model_folder_is_refused_before_loading(tmp_path, no_loading, capsys):
+    with pytest.raises(SystemExit):
         main(["attack", "--config", str(quick_attack(tmp_path)), "--model.init_args.model", "runs/nope/model"])
+    assert "model path 'runs/nope/model' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_original_model_is_refused_before_loading(tmp_path, no_loading):
+def test_missing_original_model_is_refused_before_loading(tmp_path, no_loading, capsys):
     config = quick_attack(tmp_path, "direction_ablation", original=str(tmp_path / "nope"))
-    with pytest.raises(ValueError, match="original model .* is not an existing model folder"):
+    with pytest.raises(SystemExit):
         main(["attack", "--config", str(config), "--model.init_args.model", TARGET])
+    assert re.search("original model .* is not an existing model folder", capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
 
 
@@ -75,9 +78,10 @@ def test_unknown_attack_or_key_is_a_parse_error(tmp_path, capsys, no_loading, ar
     assert not (tmp_path / "run").exists()
 
 
-def test_unwritable_run_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+def test_unwritable_run_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
     (tmp_path / "file").write_text("a file where the run folder should go")
     monkeypatch.setattr("unlearn.methods.base.load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
     args = ["--model.init_args.model", TARGET, "--trainer.default_root_dir", str(tmp_path / "file" / "run")]
-    with pytest.raises(PermissionError, match=r"cannot write to .*file/run .*trainer\.default_root_dir"):
+    with pytest.raises(SystemExit):
         main(["attack", "--config", str(quick_attack(tmp_path)), *args])
+    assert re.search(r"cannot write to .*file/run .*trainer\.default_root_dir", capsys.readouterr().err)

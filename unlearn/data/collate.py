@@ -38,7 +38,7 @@ class Collator:
     """Tokenise prompt and answer together; labels keep the tokens from the first one that covers the answer."""
 
     def __init__(
-        self, tokenizer, max_length: int = 256, add_eos: bool = True, prompt_format: PromptFormat = PLAIN
+        self, tokenizer, max_length: int | None = 256, add_eos: bool = True, prompt_format: PromptFormat = PLAIN
     ) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length

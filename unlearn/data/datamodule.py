@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from unlearn.checks import UsageError, degenerate, refuse
 from unlearn.data.collate import IGNORE_INDEX, Collator
 from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import Source
@@ -45,13 +46,8 @@ class UnlearnDataModule(L.LightningDataModule):
             prompt_format: how QA rows are put to the model (linked to the model's by the CLI; see PromptFormat).
         """
         super().__init__()
-        if forget is None and retain is None:
-            raise ValueError("UnlearnDataModule needs a forget source, a retain source, or both")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        refuse(setting_problems(forget, retain, forget_alt, batch_size, retain_batch_size, max_length))
         self.tokenizer_name = tokenizer
-        if forget_alt is not None and forget is None:
-            raise ValueError("data.forget_alt pairs alternatives with forget rows; set data.forget too")
         self.sources = {"forget": forget, "retain": retain, "forget_alt": forget_alt}
         self.batch_size = batch_size
         self.retain_batch_size = retain_batch_size or batch_size
@@ -69,10 +65,7 @@ class UnlearnDataModule(L.LightningDataModule):
         for role, source in self.sources.items():
             if source is None:
                 continue
-            rows = source.load()
-            if not rows:
-                raise ValueError(f"the {role} set {source.name} is empty; check its split, path or filters")
-            self.rows[role] = [{**row, "index": i} for i, row in enumerate(rows)]
+            self.rows[role] = [{**row, "index": i} for i, row in enumerate(checked_rows(role, source))]
         if "forget_alt" in self.rows and len(self.rows["forget_alt"]) != len(self.rows["forget"]):
             raise ValueError(
                 f"forget_alt has {len(self.rows['forget_alt'])} rows but forget has {len(self.rows['forget'])}; "
@@ -80,6 +73,34 @@ class UnlearnDataModule(L.LightningDataModule):
             )
         trainer = self.trainer
         self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        for message in self.degenerate_data():
+            degenerate(trainer, message)
+
+    def degenerate_data(self) -> list[str]:
+        """What makes training on these rows look like unlearning without being it: forget rows that are all retain
+        rows too (the two terms cancel), or most rows cut by max_length (the model never sees their answers)."""
+        found = []
+        forget, retain = (_contents(self.rows.get(role, [])) for role in ("forget", "retain"))
+        if forget and forget <= retain:
+            names = f"{self.sources['forget'].name} in {self.sources['retain'].name}"
+            found.append(
+                f"every forget row is also a retain row ({names}): the forget and retain terms pull against each "
+                "other on the same data; give data.retain other rows"
+            )
+        for role in ("forget", "retain"):
+            share = self._truncated_share(role)
+            if share > 0.5:
+                found.append(
+                    f"{share:.0%} of the {role} rows are longer than data.max_length={self.max_length} tokens and are "
+                    "cut at the end (their answers partly or wholly lost); raise data.max_length"
+                )
+        return found
+
+    def _truncated_share(self, role: str, sample: int = 256) -> float:
+        """The share of a role's first `sample` rows longer than max_length tokens (0 when the role has no rows)."""
+        rows = self.rows.get(role, [])[:sample]
+        whole = Collator(self.tokenizer, max_length=None, prompt_format=self.prompt_format)
+        return sum(len(whole.encode(row)[0]) > self.max_length for row in rows) / max(len(rows), 1)
 
     @property
     def main_role(self) -> str:
@@ -138,6 +159,47 @@ class UnlearnDataModule(L.LightningDataModule):
             row = self.collator([self.rows[role][index]])
             cache[index] = (int((row["labels"][:, 1:] != IGNORE_INDEX).sum()), int(row["attention_mask"].sum()))
         return cache[index]
+
+
+def setting_problems(
+    forget: Source | None,
+    retain: Source | None,
+    forget_alt: Source | None,
+    batch_size: int,
+    retain_batch_size: int | None,
+    max_length: int,
+) -> list[str]:
+    """Every data setting that cannot give a training batch, each with its fix."""
+    problems = []
+    if forget is None and retain is None:
+        problems.append("the data section has neither data.forget nor data.retain; give at least one source")
+    if forget_alt is not None and forget is None:
+        problems.append("data.forget_alt pairs alternatives with forget rows; set data.forget too")
+    if batch_size < 1:
+        problems.append(f"data.batch_size={batch_size} gives empty batches; set it to 1 or more")
+    if retain_batch_size is not None and retain_batch_size < 1:
+        problems.append(f"data.retain_batch_size={retain_batch_size} gives empty batches; set it to 1 or more, or null")
+    if max_length < 2:
+        problems.append(f"data.max_length={max_length} leaves no answer token to train on; set it to 2 or more (256)")
+    return problems
+
+
+def checked_rows(role: str, source: Source) -> list[dict]:
+    """A source's rows, refused when there are none or every one is blank (nothing to train on)."""
+    rows = source.load()
+    if not rows:
+        raise UsageError(f"the {role} set {source.name} is empty; check its split, path or filters")
+    if not any(str(row.get("text", row.get("answer", ""))).strip() for row in rows):
+        raise UsageError(
+            f"all {len(rows)} rows of the {role} set {source.name} have an empty text or answer, so there is nothing "
+            "to train on; check the file and its text_key / answer_key"
+        )
+    return rows
+
+
+def _contents(rows: list[dict]) -> set[str]:
+    """Rows as comparable values, their position left out."""
+    return {repr(sorted((k, v) for k, v in row.items() if k != "index")) for row in rows}
 
 
 def _only_item(items: list[dict]) -> dict:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from unlearn.checks import UsageError
 from unlearn.data.synthetic import SyntheticBenchmark
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class DatasetSource(Source):
         if limit is not None and limit < 1:
             raise ValueError(f"{self.name}: limit={limit} keeps no rows; give a positive limit or None for all")
         local = Path(path).expanduser()
+        if local.is_file() and _blank(local):
+            raise UsageError(f"{self.name}: the data file {local} is empty; fill it or point path= to the right file")
         if local.is_file() and local.suffix not in FILE_BUILDERS:
             raise ValueError(
                 f"{self.name}: cannot read {local.suffix!r} files; convert {path!r} to one of {sorted(FILE_BUILDERS)}"
@@ -460,6 +463,12 @@ class MathQA(MCQSource):
                 f"{self.name}: row {index} has {self.answer_key}={correct!r}, not one of the option letters {letters}"
             )
         return row[self.question_key], choices, letters.index(correct)
+
+
+def _blank(path: Path) -> bool:
+    """Whether a data file holds no rows at all (datasets then fails with a bare StopIteration)."""
+    size = path.stat().st_size
+    return size == 0 or size < 65536 and not path.read_bytes().strip()
 
 
 def _saved_to_disk(path: Path) -> bool:

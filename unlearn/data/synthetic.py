@@ -105,7 +105,7 @@ class SyntheticBenchmark:
         forget10 = trained[: max(1, self.num_entities // 10)]
         if name == "train":
             return trained
-        if name.startswith("forget") and name[6:].isdigit():
+        if name.startswith("forget") and name[6:].isdigit() and 1 <= int(name[6:]) <= 100:
             return trained[: max(1, self.num_entities * int(name[6:]) // 100)]
         if name == "retain":
             return trained[len(forget10) :]
@@ -115,7 +115,9 @@ class SyntheticBenchmark:
             return [e for e in trained if e.topic == self.forget_topic]
         if name == "retain_topic":
             return [e for e in trained if e.topic != self.forget_topic]
-        raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)} (or forgetNN for NN%)")
+        raise ValueError(
+            f"unknown split {name!r}; choose one of {', '.join(SPLITS)} (or forgetNN: the first NN% with NN 01 to 100)"
+        )
 
     def vocabulary(self, entity: Entity, attribute: str) -> list[str]:
         """The closed set of values an attribute can take for this entity's topic."""

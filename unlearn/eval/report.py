@@ -7,11 +7,14 @@ import json
 import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 
+from unlearn.checks import run_warnings
+
 
 def run_summary(pl_module: L.LightningModule, trainer: L.Trainer, results: dict, items: dict | None) -> dict:
-    """{"complete", "method", "model", "config", "resolved_config"?, "before"?, "after", "items"?}: add keys, never
-    rename. Written only when a run has finished (after its model is saved), so `complete` is always true: a folder
-    without metrics.json, or one whose metrics.json lacks `complete` (older versions), holds no finished result."""
+    """{"complete", "method", "model", "config", "resolved_config"?, "warnings", "before"?, "after", "items"?}: add
+    keys, never rename. Written only when a run has finished (after its model is saved), so `complete` is always
+    true: a folder without metrics.json, or one whose metrics.json lacks `complete` (older versions), holds no
+    finished result."""
     config = {"model": dict(pl_module.hparams)}
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is not None and getattr(datamodule, "hparams", None):
@@ -22,6 +25,7 @@ def run_summary(pl_module: L.LightningModule, trainer: L.Trainer, results: dict,
         "model": str(getattr(pl_module, "model_name", "")),
         "config": json.loads(json.dumps(config, default=repr)),
         **resolved_config(trainer),
+        "warnings": run_warnings(trainer),  # why the run may not mean what it seems (unlearn.checks.degenerate)
         **results,
     }
     if items is not None:

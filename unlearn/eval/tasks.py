@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from unlearn.checks import UsageError
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
 from unlearn.eval.bounds import answer_entropy, clopper_pearson_upper, dkw_band, expectation_upper, std_upper
@@ -39,6 +40,11 @@ class EvalTask(ABC):
     metric_suffix: str
 
     def __init__(self, split: str, source: Source, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise UsageError(
+                f"{type(self).__name__}({split}): limit={limit} would drop rows silently; set limit to 1 or more, "
+                "or null for every row"
+            )
         if source.kind != self.kind:
             raise ValueError(
                 f"{type(self).__name__}({split}) needs a {self.kind} source; {source.name} is {source.kind}"

@@ -11,11 +11,12 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from unlearn.checks import refuse
 from unlearn.data.prompts import PromptFormat
 from unlearn.io import atomic_save_dir, prepare_output
 from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.methods.adapter import Adapter
-from unlearn.models import load_model, load_tokenizer
+from unlearn.models import DTYPES, load_model, load_tokenizer
 from unlearn.strategies import gathered_parameters, zero3_model_loading
 
 
@@ -54,6 +55,8 @@ class UnlearnModule(L.LightningModule, ABC):
                 a template containing {question}; the CLI passes it to the data module too.
         """
         super().__init__()
+        if dtype not in DTYPES:
+            refuse([f"model.init_args.dtype={dtype!r} is not a weight type; set it to one of {sorted(DTYPES)}"])
         self.save_hyperparameters()
         self.model_name = model
         self.dtype_name = dtype
@@ -189,10 +192,23 @@ class UnlearnModule(L.LightningModule, ABC):
         """Where fit saves the unlearned model."""
         return Path(self.save_dir or Path(self.trainer.default_root_dir) / "model")
 
+    def needed_data(self) -> dict[str, str]:
+        """The data roles fit trains on, each with what to say when it is missing: checked before any model loads."""
+        return {"forget": f"{type(self).__name__} unlearns data.forget, which is not set; add a forget source"}
+
+    def missing_data(self, datamodule: L.LightningDataModule | None) -> list[str]:
+        """One problem per data role this method needs that the data section does not give."""
+        sources = getattr(datamodule, "sources", None)
+        if sources is None:  # dataloaders passed to fit directly: nothing to check
+            return []
+        return [problem for role, problem in self.needed_data().items() if sources.get(role) is None]
+
     def setup(self, stage: str) -> None:
-        """Before the model loads: fit's save folder must be writable (or the weights are lost after training), and an
-        earlier model there is moved aside, so that an interrupted run leaves none that looks like its own."""
+        """Before the model loads: the data this method trains on must be there, fit's save folder must be writable
+        (or the weights are lost after training), and an earlier model there is moved aside, so that an interrupted
+        run leaves none that looks like its own."""
         if stage == "fit":
+            refuse(self.missing_data(self.trainer.datamodule))
             prepare_output(self.save_target(), "model.init_args.save_dir", move=self.trainer.is_global_zero)
 
     def on_train_end(self) -> None:

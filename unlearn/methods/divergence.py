@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 
+from unlearn.checks import refuse
 from unlearn.losses import (
     ceu_loss,
     drop_first_answer_tokens,
@@ -42,6 +43,8 @@ class RetainRegularised(UnlearnModule):
             **kwargs: see UnlearnModule.
         """
         super().__init__(**kwargs)
+        if alpha < 0:
+            refuse([f"model.init_args.alpha={alpha} would reward a worse retain loss; set alpha >= 0 (0 drops it)"])
         self.alpha = alpha
         self.retain_loss = retain_loss
 
@@ -53,9 +56,11 @@ class RetainRegularised(UnlearnModule):
         if self.needs_frozen_reference():
             self.reference = frozen_copy(self.model)
 
-    def on_fit_start(self) -> None:
-        if self.alpha > 0 and "retain" not in self.trainer.datamodule.rows:
-            raise ValueError(f"{type(self).__name__} with alpha={self.alpha} needs data.retain; add one or set alpha=0")
+    def needed_data(self) -> dict[str, str]:
+        if self.alpha == 0:
+            return super().needed_data()
+        missing = f"{type(self).__name__} with alpha={self.alpha} trains on data.retain, which is not set"
+        return {**super().needed_data(), "retain": f"{missing}; add a retain source or set model.init_args.alpha: 0"}
 
     def retain_term(self, batch: dict) -> torch.Tensor:
         """α-free retain loss on this step's retain rows."""
@@ -116,7 +121,6 @@ class ReferenceScored(RetainRegularised):
         return self.reference_strategy == "frozen" or super().needs_frozen_reference()
 
     def on_fit_start(self) -> None:
-        super().on_fit_start()
         data = self.trainer.datamodule
         missing = [role for role in self.reference_roles if role not in data.rows]
         if missing:

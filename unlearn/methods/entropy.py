@@ -39,10 +39,11 @@ class EntropyRegularised(RetainRegularised):
         self._step_outputs: dict[int, torch.Tensor | LMHeadInputs] | None = None
         self._entropy_inputs: set[int] = set()  # ids of this step's inputs whose entropy is a term
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if self.lambda_retain != 0 and "retain" not in self.trainer.datamodule.rows:
-            raise ValueError(f"lambda_retain={self.lambda_retain} needs data.retain; add one or set lambda_retain=0")
+    def needed_data(self) -> dict[str, str]:
+        if self.lambda_retain == 0:
+            return super().needed_data()
+        missing = f"lambda_retain={self.lambda_retain} raises the entropy on data.retain, which is not set"
+        return {**super().needed_data(), "retain": f"{missing}; add a retain source or set lambda_retain: 0"}
 
     def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
         """Inside `objective`, each role's outputs are computed once and shared by every term; on the fused path one

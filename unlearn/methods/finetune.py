@@ -15,3 +15,6 @@ class FineTune(UnlearnModule):
         retain = batch["retain"]
         loss = mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=tokens(retain))
         return {"loss": loss}
+
+    def needed_data(self) -> dict[str, str]:
+        return {"retain": "FineTune trains on data.retain, which is not set; add a retain source"}

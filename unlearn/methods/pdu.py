@@ -33,8 +33,6 @@ class PDU(RetainRegularised):
         super().__init__(**kwargs)
         if dual_step_size <= 0:
             raise ValueError(f"dual_step_size must be > 0, got {dual_step_size}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha is PDU's initial λ and must be >= 0, got {self.alpha}")
         self.epsilon = epsilon
         self.dual_step_size = dual_step_size
         self.register_fp32_buffer("dual", torch.tensor(float(self.alpha), dtype=torch.float32))
@@ -42,9 +40,9 @@ class PDU(RetainRegularised):
     def needs_frozen_reference(self) -> bool:
         return self.retain_loss == "kl"  # λ may start at 0 and grow, so alpha alone does not decide
 
-    def on_fit_start(self) -> None:
-        if "retain" not in self.trainer.datamodule.rows:
-            raise ValueError("PDU constrains the retain loss, so it needs data.retain; add one")
+    def needed_data(self) -> dict[str, str]:
+        missing = "PDU constrains the retain loss on data.retain, which is not set; add a retain source"
+        return {**super().needed_data(), "retain": missing}
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """The Lagrangian at the current λ; then one projected dual-ascent step on λ."""

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
+from unlearn.checks import refuse
 from unlearn.losses import adaptive_steering_coeff, mean_token_nll, rmu_loss, rr_coefficients, rr_loss
 from unlearn.methods.base import UnlearnModule, positions
 from unlearn.methods.reference import frozen_copy
@@ -16,6 +17,16 @@ from unlearn.strategies import mean_over_ranks
 
 class _StopForward(Exception):
     """Raised by a hook once the last hooked layer has run: later layers are never needed."""
+
+
+def rmu_problems(steering_coeff: float, alpha: float) -> list[str]:
+    """RMU's numbers that make a run meaningless: no control vector to steer to, or a rewarded retain drift."""
+    problems = []
+    if steering_coeff == 0:
+        problems.append("model.init_args.steering_coeff=0 steers forget activations to zero; set it > 0 (6-400)")
+    if alpha < 0:
+        problems.append(f"model.init_args.alpha={alpha} would reward retain drift; set alpha >= 0")
+    return problems
 
 
 class RMU(UnlearnModule):
@@ -48,6 +59,7 @@ class RMU(UnlearnModule):
         self.trainable_layers = trainable_layers or [i for i in range(layer - 2, layer + 1) if i >= 0]
         kwargs["trainable"] = kwargs.get("trainable") or layer_regex(self.trainable_layers, trainable_param)
         super().__init__(**kwargs)
+        refuse(rmu_problems(steering_coeff, alpha))
         self.layer = layer
         self.steering_coeff = steering_coeff
         self.alpha = alpha

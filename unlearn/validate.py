@@ -1,0 +1,63 @@
+"""The CLI's checks across sections (optimiser, trainer, device, model files), made on the parsed config before any
+class is built or model loaded; each class checks its own arguments (see unlearn.checks)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from jsonargparse import Namespace
+
+from unlearn.models import model_problems
+
+
+def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
+    """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
+    problems = model_problems(str(config.get("model.init_args.model", "tiny-target")))
+    trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
+    problems += device_problems(*trainer)
+    if subcommand == "fit":
+        problems += training_problems(config.get("model.init_args.optimizer"), config.get("trainer.max_steps"))
+    return problems
+
+
+def training_problems(optimizer: Namespace | None, max_steps: int | None) -> list[str]:
+    """Settings under which fit cannot change the model: a learning rate <= 0, or no (or a nonsensical) step count."""
+    problems = []
+    lr = optimizer.get("init_args.lr") if isinstance(optimizer, Namespace) else None
+    if isinstance(lr, int | float) and lr <= 0:
+        problems.append(
+            f"model.init_args.optimizer.init_args.lr={lr}: no update is possible, so the saved model would be the "
+            "base model; set a positive learning rate (the shipped configs use 1e-5 to 3e-4)"
+        )
+    if max_steps == 0:
+        problems.append(
+            "trainer.max_steps=0 trains no step (the base model would be saved as the unlearned one); set a positive "
+            "number of steps, or -1 to train for trainer.max_epochs"
+        )
+    if max_steps is not None and max_steps < -1:
+        problems.append(
+            f"trainer.max_steps={max_steps} is not a step count; set a positive number of steps, or -1 to train for "
+            "trainer.max_epochs"
+        )
+    return problems
+
+
+def device_problems(accelerator: object, precision: object, strategy: object) -> list[str]:
+    """Precision and strategy that need a GPU, asked for where the run will have none."""
+    if str(accelerator) != "cpu" and torch.cuda.is_available():
+        return []
+    problems = []
+    if str(precision).startswith("16"):
+        problems.append(
+            f"trainer.precision={precision}: float16 training needs a GPU, and this run is on CPU; set "
+            "trainer.precision: bf16-mixed or 32-true"
+        )
+    stage = re.fullmatch(r"deepspeed_stage_(\d)(_offload.*)?", str(strategy))
+    if stage:
+        fix = f"deepspeed_stage_{stage[1]}_cpu" if stage[1] in "23" else "auto"
+        problems.append(
+            f"trainer.strategy={strategy} needs CUDA GPUs, and this run is on CPU; set trainer.strategy: {fix} "
+            "(the same ZeRO stage over CPU processes)"
+        )
+    return problems
