@@ -33,16 +33,16 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
-def model_problems(name_or_path: str) -> list[str]:
+def model_problems(name_or_path: str, tokenizer: bool = True) -> list[str]:
     """What would make loading `name_or_path` fail, found without loading it: a missing local path, a model folder
-    without tokenizer files, a truncated weight file (hub ids are not looked up here)."""
+    without tokenizer files (when `tokenizer`), a truncated weight file (hub ids are not looked up here)."""
     if name_or_path in (*BUILTIN, smollm2.NAME, SCRATCH):
         return []
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():
         return _path_problems(name_or_path)
     problems = [f"{file}: {error}" for file, error in _damaged_weights(folder)]
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    if tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         problems.append(_no_tokenizer(folder))
     return [f"model {name_or_path!r}: {p}" for p in problems]
 
@@ -103,7 +103,7 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
         raise ValueError(f"dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}")
     if name_or_path == SCRATCH:
         return build_tiny_model(len(load_tokenizer(SCRATCH))).to(DTYPES[dtype])
-    refuse(model_problems(name_or_path))
+    refuse(model_problems(name_or_path, tokenizer=False))
     try:
         return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=DTYPES[dtype])
     except OSError as err:
