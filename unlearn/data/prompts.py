@@ -56,6 +56,11 @@ class PromptFormat:
         """The answer as it follows the prompt: after a space, or straight after a chat template's header."""
         return answer if self.chat else " " + answer
 
+    def prefix(self, tokenizer) -> str:
+        """What the format puts before the question: where a prompt attack's question starts."""
+        prompt = self.prompt(_PROBE, tokenizer)
+        return prompt[: prompt.index(_PROBE)]
+
     def suffix(self, tokenizer) -> str:
         """What the format puts after the question: the end of every prompt (where GRUN intervenes)."""
         prompt = self.prompt(_PROBE, tokenizer)

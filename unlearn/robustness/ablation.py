@@ -56,6 +56,23 @@ def prompt_end_activations(
     return {layer: torch.cat(parts) for layer, parts in collected.items()}
 
 
+def unlearning_directions(
+    target: Target, original: str, layers: list[int], batch_size: int, attack: str
+) -> dict[int, tuple[torch.Tensor, float]]:
+    """Per layer, the unit mean difference of `target.model`'s and the `original` model's activations at the end of
+    the forget prompts, and its norm: the direction along which unlearning moved them."""
+    model, module = target.model, target.module
+    questions = [row["question"] for row in target.forget if "question" in row]
+    if not questions:
+        raise ValueError(f"{attack} reads forget prompts: set data.forget to a qa source")
+    loaded = load_model(original, module.dtype_name).to(next(model.parameters()).device).eval()
+    check_layers(loaded, original, attack, layers)
+    args = (module.tokenizer, module.prompt_format, questions, layers, batch_size)
+    unlearned_acts, original_acts = prompt_end_activations(model, *args), prompt_end_activations(loaded, *args)
+    del loaded
+    return {layer: mean_difference_direction(unlearned_acts[layer], original_acts[layer]) for layer in layers}
+
+
 def ablate(model: torch.nn.Module, directions: dict[int, torch.Tensor]) -> list[torch.utils.hooks.RemovableHandle]:
     """Project each direction out of its decoder layer's output at every position, by forward hooks."""
     blocks = decoder_layers(model)
@@ -117,18 +134,10 @@ class DirectionAblation(Attack):
         model, module = target.model, target.module
         layers = self.layers if self.layers is not None else list(range(len(decoder_layers(model))))
         check_layers(model, module.model_name, "DirectionAblation", layers)
-        questions = [row["question"] for row in target.forget if "question" in row]
-        if not questions:
-            raise ValueError("DirectionAblation reads forget prompts: set data.forget to a qa source")
-        original = load_model(self.original, module.dtype_name).to(next(model.parameters()).device).eval()
-        check_layers(original, self.original, "DirectionAblation", layers)
-        args = (module.tokenizer, module.prompt_format, questions, layers, self.batch_size)
-        unlearned_acts, original_acts = prompt_end_activations(model, *args), prompt_end_activations(original, *args)
-        del original
-        found = {layer: mean_difference_direction(unlearned_acts[layer], original_acts[layer]) for layer in layers}
+        found = unlearning_directions(target, self.original, layers, self.batch_size, "DirectionAblation")
         numbers = {
             "layers": layers,
-            "prompts": len(questions),
+            "prompts": len(target.forget),
             "difference_norm": {str(k): n for k, (_, n) in found.items()},
         }
         if not self.fold:

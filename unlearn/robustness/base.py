@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,17 @@ class Target:
         """The rows of `data.retain` (empty without a retain source)."""
         return self.data.rows.get("retain", [])
 
+    def ask_instead(self, rewrite: Callable[[str], str]) -> None:
+        """Have every evaluation task ask `rewrite(question)` for each row's question: what a prompt attack changes."""
+        self.evaluator.rows = {
+            name: [{**row, "question": rewrite(row["question"])} for row in rows]
+            for name, rows in self.evaluator.rows.items()
+        }
+
 
 class Attack(ABC):
-    """An attempt to bring unlearned knowledge back; `run` changes the model in place (weights or hooks)."""
+    """An attempt to bring unlearned knowledge back; `run` changes the model in place (weights or hooks) or, for a
+    prompt attack, the questions the evaluator asks (`Target.ask_instead`)."""
 
     def models(self) -> dict[str, str]:
         """Other models the attack loads, by role: the runner checks they exist before loading anything."""
