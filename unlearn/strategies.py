@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import reset_seed
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, StrategyRegistry
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy, StrategyRegistry
 
 
 def _skip_shared_memory_op() -> None:
@@ -93,9 +93,30 @@ for _stage in (2, 3):
     )
 
 
+def is_zero3(strategy: L.pytorch.strategies.Strategy | None) -> bool:
+    """Whether the strategy partitions the parameters themselves (DeepSpeed ZeRO-3)."""
+    return isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3
+
+
+def is_plain_ddp(strategy: L.pytorch.strategies.Strategy | None) -> bool:
+    """Whether the strategy is torch's DDP (DeepSpeed's Lightning strategy derives from it but is not)."""
+    return isinstance(strategy, DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
+
+
+def has_whole_weights(strategy: L.pytorch.strategies.Strategy | None) -> bool:
+    """Whether every rank holds whole weights and gradients in torch's own tensors: one device, or DDP."""
+    return isinstance(strategy, SingleDeviceStrategy) or is_plain_ddp(strategy)
+
+
+def allow_unused_parameters(strategy: L.pytorch.strategies.Strategy | None) -> None:
+    """Let DDP step when some trainable weights got no gradient this step; call before it wraps the model."""
+    if is_plain_ddp(strategy):
+        strategy._ddp_kwargs["find_unused_parameters"] = True  # what `ddp_find_unused_parameters_true` sets
+
+
 def zero3_model_loading(strategy: L.pytorch.strategies.Strategy | None) -> Any | None:
     """Under ZeRO-3, tell transformers so from_pretrained partitions weights as it loads (keep the result alive)."""
-    if not (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3):
+    if not is_zero3(strategy):
         return None
     from transformers.integrations import HfDeepSpeedConfig
 
@@ -106,7 +127,7 @@ def gathered_parameters(
     module: torch.nn.Module, strategy: L.pytorch.strategies.Strategy
 ) -> contextlib.AbstractContextManager:
     """Full parameters inside the block on every rank under ZeRO-3 (enter it on all ranks); a no-op otherwise."""
-    if not (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3):
+    if not is_zero3(strategy):
         return contextlib.nullcontext()
     import deepspeed
 
@@ -163,3 +184,22 @@ def mean_over_ranks(value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     both = torch.stack([value * weight, weight.to(value.dtype)])
     torch.distributed.all_reduce(both)
     return both[0] / both[1].clamp(min=1)
+
+
+def ranks_where(flag: bool, device: torch.device) -> list[int]:
+    """The ranks on which `flag` holds, the same list on every rank, so that all take a decision (raise) together."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [0] if flag else []
+    flags = torch.zeros(torch.distributed.get_world_size(), device=device)
+    flags[torch.distributed.get_rank()] = float(flag)
+    torch.distributed.all_reduce(flags)
+    return flags.nonzero().flatten().tolist()
+
+
+def average_over_ranks_(tensors: list[torch.Tensor]) -> None:
+    """Replace each tensor by its mean over the ranks, in place, as DDP averages gradients (no-op on one process)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    for tensor in tensors:
+        torch.distributed.all_reduce(tensor)
+    torch._foreach_div_(tensors, torch.distributed.get_world_size())

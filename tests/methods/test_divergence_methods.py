@@ -1,10 +1,13 @@
 """NPO+SAM, UNDIAL, WGA, SatImp, CE-U, PDU and the entropy objective wired into Lightning on the tiny model."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy
 
+from unlearn.checks import UsageError
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
 from unlearn.losses import mean_token_nll, npo_loss, sequence_nll, token_entropy
@@ -148,3 +151,13 @@ def test_npo_entropy_adds_the_entropies_of_the_outputs_npo_computed(tmp_path, fi
         entropy = token_entropy(logits_of(load_model("tiny-scratch"), forget), forget["labels"])
     assert steps[0]["train/entropy_forget"] == pytest.approx(entropy.item(), rel=1e-5)
     assert len(calls) == 2 * 2, "forget and retain: one forward each per step"
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_npo_sam_refuses_deepspeed_before_loading(tmp_path, stage):
+    """ZeRO keeps weights or gradients partitioned, where ε cannot move whole weights by the whole gradient."""
+    module = NPOSAM(model="tiny-scratch")
+    module._trainer = SimpleNamespace(strategy=DeepSpeedStrategy(stage=stage), datamodule=None)
+    with pytest.raises(UsageError, match="NPOSAM perturbs .*DeepSpeedStrategy.*trainer.strategy: ddp, or use NPO"):
+        module.setup("fit")
+    assert module.model is None

@@ -1,9 +1,13 @@
 """GRUN: the gated intervention's algebra, where it acts, what trains, the gate as a classifier, save and reload."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy
 from torchmetrics.functional import auroc
 
+from unlearn.checks import UsageError
 from unlearn.data.collate import Collator
 from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import Source, SyntheticQA
@@ -126,3 +130,12 @@ def test_grun_gate_separates_forget_from_retain_prompts(tmp_path, fit, adam):
     # Measured: 1.000 on the training prompts, 0.832 held out (the bar would be 0.9; a linear probe on the frozen
     # model's last-prompt-token states tops out at ~0.85-0.87 held out: the representation limits it, not training).
     assert held_out >= 0.75, f"gate AUC {held_out:.3f} on held-out questions"
+
+
+def test_grun_refuses_zero3_before_loading():
+    """ZeRO-3 gathers weights for the module that runs; GRUN's hooks read theirs from outside it."""
+    module = NPO(model="tiny-scratch", adapter=GRUN())
+    module._trainer = SimpleNamespace(strategy=DeepSpeedStrategy(stage=3), datamodule=None)
+    with pytest.raises(UsageError, match="GRUN reads its weights from forward hooks.*ZeRO-3"):
+        module.setup("test")
+    assert module.model is None

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import transformers.masking_utils
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages
@@ -83,3 +84,17 @@ def test_lat_trains_under_the_adversary(tmp_path, fit, adam):
 def test_lat_adversary_layer_must_precede_the_steered_layer():
     with pytest.raises(ValueError, match=r"adv_layer=2 must be in 0..1"):
         RMULAT(model="tiny-scratch", layer=2, adv_layer=2)
+
+
+def test_rr_logs_every_term_on_the_module_device(monkeypatch):
+    """Terms are all-reduced for logging, which NCCL refuses for CPU tensors: the meta device stands in for a GPU."""
+    # the causal-mask shortcut calls .item(), which meta tensors lack
+    monkeypatch.setattr(transformers.masking_utils, "_ignore_causal_mask_sdpa", lambda *args, **kwargs: False)
+    module = RR(model="tiny-scratch", schedule=False)
+    module.configure_model()
+    module.to("meta")
+    data = UnlearnDataModule("tiny-scratch", **PASSAGES, batch_size=2)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    terms = module.objective({role: {k: v.to("meta") for k, v in inputs.items()} for role, inputs in batch.items()})
+    assert {name: term.device.type for name, term in terms.items()} == dict.fromkeys(terms, "meta")

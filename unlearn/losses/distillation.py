@@ -47,26 +47,27 @@ def undial_loss(
     return _cross_entropy_to_lowered(policy_logits, reference_logits, labels, beta, num_tokens)
 
 
-def ceu_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def ceu_loss(logits: Tensor, labels: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
     """CE-U: distil the policy's own distribution with the answer token removed, a loss whose gradient stays bounded.
 
     Paper: Yang et al. 2025, "CE-U: Cross Entropy Unlearning", arXiv:2503.01224.
 
-    ``L = Σ_{b,t} m_{b,t} · CE(q_{b,t}, π_{b,t}) / Σ_{b,t} m_{b,t}``, ``q_{b,t} = softmax(sg(z_{b,t}) − ∞·e_{y})``
+    ``L = Σ_{b,t} m_{b,t} · CE(q_{b,t}, π_{b,t}) / N``, ``q_{b,t} = softmax(sg(z_{b,t}) − ∞·e_{y})``
     (the answer logit set to −∞), ``CE(q, π) = −Σ_v q_v log π_v``. Its gradient in z is ``π − q``: the answer token
     is pushed down by π_y, the others pulled to their renormalised share.
 
     Legend: z policy logits; sg stop-gradient; π = softmax(z); e_y one-hot of ``y = labels[b, t+1]``;
-    m_{b,t} = 1 where ``labels[b, t+1]`` is an answer token.
+    m_{b,t} = 1 where ``labels[b, t+1]`` is an answer token; N = ``num_tokens``, else ``Σ_{b,t} m_{b,t}``.
 
     Args:
         logits: (B, T, V) policy logits on forget sequences, V ≥ 2.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
     """
-    return _cross_entropy_to_lowered(logits, logits, labels, math.inf, None)
+    return _cross_entropy_to_lowered(logits, logits, labels, math.inf, num_tokens)
 
 
 def drop_first_answer_tokens(labels: Tensor, count: int) -> Tensor:

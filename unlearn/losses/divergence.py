@@ -106,22 +106,23 @@ def kl_to_reference(
     return torch.where(mask, kl, 0.0).sum() / token_denominator(mask.sum(), num_tokens)
 
 
-def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def logit_margin_flattening_loss(logits: Tensor, labels: Tensor, *, num_tokens: Tensor | None = None) -> Tensor:
     """Logit-margin flattening: drive forget next-token distributions to uniform without a softmax to saturate.
 
     Paper: Entesari et al. 2025, "Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language
     Models", arXiv:2506.05314 (the forget objective of PDU).
 
-    ``L = Σ_{b,t} m_{b,t} · (max_v z_{b,t,v} − mean_v z_{b,t,v})² / Σ_{b,t} m_{b,t}``; 0 exactly when every logit of a
-    counted position is equal, i.e. the distribution is uniform (maximal entropy).
+    ``L = Σ_{b,t} m_{b,t} · (max_v z_{b,t,v} − mean_v z_{b,t,v})² / N``; 0 exactly when every logit of a counted
+    position is equal, i.e. the distribution is uniform (maximal entropy).
 
     Legend: z logits; m_{b,t} = 1 where ``labels[b, t+1]`` is an answer token (the positions that predict answer
     tokens, as everywhere in unlearn.losses). The public code (open-unlearning ``PDU``) masks the unshifted positions
-    (those where ``labels[b, t]`` is an answer token), one position later.
+    (those where ``labels[b, t]`` is an answer token), one position later. N = ``num_tokens``, else ``Σ_{b,t} m_{b,t}``.
 
     Args:
         logits: (B, T, V) policy logits on forget sequences.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
+        num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor; 0.0 when no answer token exists.
@@ -129,4 +130,4 @@ def logit_margin_flattening_loss(logits: Tensor, labels: Tensor) -> Tensor:
     mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
     z = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))  # (B, T-1, V)
     margin = z.amax(dim=-1) - z.mean(dim=-1)  # (B, T-1)
-    return torch.where(mask, margin.square(), 0.0).sum() / mask.sum().clamp(min=1)
+    return torch.where(mask, margin.square(), 0.0).sum() / token_denominator(mask.sum(), num_tokens)

@@ -29,6 +29,10 @@ class Adapter(ABC):
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """Write the adapter (and, where asked and possible, a merged model) into an empty folder."""
 
+    def strategy_problems(self, strategy) -> list[str]:
+        """What the adapter cannot do under the trainer's strategy, each with what to use instead (nothing here)."""
+        return []
+
     def extend_objective(self, module, batch: dict, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Add the adapter's own loss terms to the method's (none by default)."""
         return terms

@@ -12,16 +12,25 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from unlearn.checks import refuse
+from unlearn.data.collate import IGNORE_INDEX
 from unlearn.data.prompts import PromptFormat
 from unlearn.io import atomic_save_dir, prepare_output
 from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.methods.adapter import Adapter
 from unlearn.models import DTYPES, load_model, load_tokenizer
-from unlearn.strategies import gathered_parameters, zero3_model_loading
+from unlearn.strategies import (
+    allow_unused_parameters,
+    gathered_parameters,
+    mean_over_ranks,
+    ranks_where,
+    zero3_model_loading,
+)
 
 
 class UnlearnModule(L.LightningModule, ABC):
     """Base of all methods: subclasses implement `objective(batch) -> {"loss": ..., other terms}`."""
+
+    partial_forward = False  # whether `objective` stops the policy's forward at a hooked layer
 
     def __init__(
         self,
@@ -160,10 +169,12 @@ class UnlearnModule(L.LightningModule, ABC):
         if self.adapter is not None:
             terms = self.adapter.extend_objective(self, batch, terms)
         loss = terms["loss"]
-        if not torch.isfinite(loss):
+        # Decided together: a rank that raised alone would leave the others waiting in the next collective.
+        bad = ranks_where(not torch.isfinite(loss), loss.device)
+        if bad:
             raise FloatingPointError(
-                f"{type(self).__name__}: the loss became {loss.item()} at step {self.global_step}; "
-                "lower the learning rate or check the data. Nothing was saved."
+                f"{type(self).__name__}: the loss became NaN or infinite on rank {', '.join(map(str, bad))} at step "
+                f"{self.global_step}; lower the learning rate or check the data. Nothing was saved."
             )
         # Averaged over ranks: with token means normalised by the global count, the global batch's loss.
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=1, sync_dist=True)
@@ -206,10 +217,21 @@ class UnlearnModule(L.LightningModule, ABC):
     def setup(self, stage: str) -> None:
         """Before the model loads: the data this method trains on must be there, fit's save folder must be writable
         (or the weights are lost after training), and an earlier model there is moved aside, so that an interrupted
-        run leaves none that looks like its own."""
+        run leaves none that looks like its own. The strategy must suit the method; DDP is told that an adapter or a
+        forward stopped at a hooked layer leaves some trainable weights without a gradient."""
+        strategy = self.trainer.strategy
+        problems = self.strategy_problems(strategy, stage)
         if stage == "fit":
-            refuse(self.missing_data(self.trainer.datamodule))
+            problems += self.missing_data(self.trainer.datamodule)
+        refuse(problems)
+        if self.adapter is not None or self.partial_forward:
+            allow_unused_parameters(strategy)
+        if stage == "fit":
             prepare_output(self.save_target(), "model.init_args.save_dir", move=self.trainer.is_global_zero)
+
+    def strategy_problems(self, strategy: L.pytorch.strategies.Strategy, stage: str) -> list[str]:
+        """What this method or its adapter cannot do under the trainer's strategy, each with what to use instead."""
+        return [] if self.adapter is None else self.adapter.strategy_problems(strategy)
 
     def on_train_end(self) -> None:
         """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically, as soon as
@@ -252,6 +274,14 @@ def check_fusable_head(model: torch.nn.Module, name: str) -> None:
 def tokens(inputs: dict) -> torch.Tensor | None:
     """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
     return inputs.get("tokens_per_rank")
+
+
+def tokens_in(labels: torch.Tensor, inputs: dict) -> torch.Tensor | None:
+    """`tokens(inputs)` for labels a method has thinned (all ranks count theirs together; None outside fit)."""
+    if tokens(inputs) is None:
+        return None
+    count = (labels[:, 1:] != IGNORE_INDEX).sum().float()
+    return mean_over_ranks(count, torch.ones((), device=count.device))
 
 
 def positions(inputs: dict) -> torch.Tensor | None:

@@ -20,7 +20,7 @@ from unlearn.losses import (
     undial_loss,
     wga_loss,
 )
-from unlearn.methods.base import UnlearnModule, tokens
+from unlearn.methods.base import UnlearnModule, tokens, tokens_in
 from unlearn.methods.reference import cache_sequence_nll, frozen_copy
 
 
@@ -240,7 +240,7 @@ class CEU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         labels = drop_first_answer_tokens(forget["labels"], self.ignore_first_answer_tokens)
-        return self.with_retain(ceu_loss(self(forget), labels), batch)
+        return self.with_retain(ceu_loss(self(forget), labels, num_tokens=tokens_in(labels, forget)), batch)
 
 
 class UNDIAL(RetainRegularised):

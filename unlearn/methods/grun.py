@@ -39,6 +39,7 @@ from unlearn.losses import gate_bce_loss
 from unlearn.methods.adapter import Adapter, AdapterLayer
 from unlearn.methods.representation import check_layers, layer_outputs
 from unlearn.models import decoder_layers, resolve
+from unlearn.strategies import is_zero3
 
 CONFIG_NAME = "grun_config.json"
 WEIGHTS_NAME = "grun.safetensors"
@@ -99,6 +100,15 @@ class GRUN(Adapter):
         model.grun = Interventions(hidden, layers, self.rank, self.gate_hidden, ids)
         model.grun.install(model)
         self._model_name = model_name
+
+    def strategy_problems(self, strategy) -> list[str]:
+        """ZeRO-3 gathers a module's weights only while that module runs; GRUN's hooks read them from outside."""
+        if not is_zero3(strategy):
+            return []
+        return [
+            "GRUN reads its weights from forward hooks, outside the modules that ZeRO-3 gathers them for, so it "
+            "cannot run under a ZeRO-3 strategy; use trainer.strategy: ddp or a ZeRO-2 one, or LoRA under ZeRO-3"
+        ]
 
     def extend_objective(self, module, batch: dict, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Loss + gate_weight·BCE(gate; forget prompts 1, retain prompts 0)."""

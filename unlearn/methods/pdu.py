@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from unlearn.losses import logit_margin_flattening_loss
+from unlearn.methods.base import tokens
 from unlearn.methods.divergence import RetainRegularised
+from unlearn.strategies import mean_over_ranks
 
 
 class PDU(RetainRegularised):
@@ -47,9 +49,11 @@ class PDU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """The Lagrangian at the current λ; then one projected dual-ascent step on λ."""
         forget = batch["forget"]
-        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"])
+        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"], num_tokens=tokens(forget))
         retain = self.retain_term(batch)
         dual = self.dual.clone()
+        # The global batch's retain loss (each rank's term is its share of the global mean), so λ is one on all ranks.
+        global_retain = mean_over_ranks(retain.detach(), torch.ones((), device=retain.device))
         with torch.no_grad():
-            self.dual.add_(self.dual_step_size * (retain.detach() - self.epsilon)).clamp_(min=0.0)
+            self.dual.add_(self.dual_step_size * (global_retain - self.epsilon)).clamp_(min=0.0)
         return {"loss": forget_loss + dual * retain, "forget": forget_loss, "retain": retain, "dual": dual}

@@ -35,6 +35,8 @@ class RMU(UnlearnModule):
     `kernel_backend: triton` also runs both masked MSE terms in the one-pass kernel (auto keeps PyTorch for them).
     """
 
+    partial_forward = True
+
     def __init__(
         self,
         *,
@@ -187,6 +189,8 @@ class RR(UnlearnModule):
     Forget and retain terms read the same hooked layers; the frozen reference stops after the last of them.
     """
 
+    partial_forward = True
+
     def __init__(
         self,
         *,
@@ -249,13 +253,12 @@ class RR(UnlearnModule):
             forget_tokens=positions(forget),
             retain_tokens=positions(retain),
         )
-        coeffs = torch.tensor([forget_coeff, retain_coeff])
         return {
             "loss": total,
             "forget": forget_term,
             "retain": retain_term,
-            "forget_coeff": coeffs[0],
-            "retain_coeff": coeffs[1],
+            "forget_coeff": total.new_tensor(forget_coeff),  # on the loss's device: sync_dist all-reduces it (NCCL)
+            "retain_coeff": total.new_tensor(retain_coeff),
         }
 
 

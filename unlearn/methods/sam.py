@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.methods.divergence import NPO
+from unlearn.strategies import average_over_ranks_, has_whole_weights
 
 
 class NPOSAM(NPO):
@@ -30,6 +31,17 @@ class NPOSAM(NPO):
             raise ValueError(f"rho must be >= 0, got {rho}")
         self.rho = rho
         self.automatic_optimization = False
+
+    def strategy_problems(self, strategy, stage: str) -> list[str]:
+        """ε moves whole weights in place by the whole gradient: ranks must hold both, as on one device or DDP."""
+        problems = super().strategy_problems(strategy, stage)
+        if stage == "fit" and not has_whole_weights(strategy):
+            problems.append(
+                f"NPOSAM perturbs every trainable weight in place by the all-reduced gradient, which "
+                f"trainer.strategy={type(strategy).__name__} partitions or keeps in its own buffers; train it on "
+                "one device or with trainer.strategy: ddp, or use NPO (unlearn.methods.NPO) under DeepSpeed or FSDP"
+            )
+        return problems
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimiser step on the gradients `objective` leaves in .grad; the base's NaN guard runs before it."""
@@ -61,6 +73,7 @@ class NPOSAM(NPO):
             return forget, forget
         grads = torch.autograd.grad(forget, params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+        average_over_ranks_(grads)  # the global batch's gradient, so every DDP rank perturbs its weights alike
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         torch._foreach_mul_(grads, (self.rho / norm.clamp(min=1e-12)).item())  # ε, in place
         with torch.no_grad():

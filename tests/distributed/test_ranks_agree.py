@@ -1,0 +1,138 @@
+"""Two gloo ranks take the decisions one process would: one λ, one token mean, one NaN verdict, one SAM step."""
+
+import os
+import socket
+
+import lightning as L
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.data.sources import SyntheticPassages, SyntheticQA
+from unlearn.methods import CEU, NPOSAM, PDU, RMU
+from unlearn.methods.base import UnlearnModule
+from unlearn.methods.lora import LoRA
+from unlearn.strategies import mean_over_ranks
+
+
+def on_two_ranks(fn, tmp_path, *args) -> dict:
+    """What `fn(rank, *args)` returns on each of two gloo ranks."""
+    results = mp.Manager().dict()
+    mp.spawn(_in_group, args=(fn, str(tmp_path / "init"), results, args), nprocs=2)
+    return dict(results)
+
+
+def _in_group(rank: int, fn, init_file: str, results, args) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        results[rank] = fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def data(world: int, source=SyntheticQA) -> UnlearnDataModule:
+    """forget05 against retain in global batches of 4, split over `world` ranks (passages: rows of unequal length)."""
+    return UnlearnDataModule("tiny-target", forget=source("forget05"), retain=source("retain"), batch_size=4 // world)
+
+
+def train(module: UnlearnModule, root: str, world: int) -> dict[str, torch.Tensor]:
+    """Two steps of `module` in this process, alone or as one of `world` DDP ranks; its trainable weights after."""
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=world,
+        strategy="ddp" if world > 1 else "auto",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    trainer.fit(module, datamodule=data(world))
+    return {name: p.detach().clone() for name, p in module.model.named_parameters() if p.requires_grad}
+
+
+def on_two_ddp_ranks(make, tmp_path) -> dict:
+    """`train(make())` on two DDP ranks that Lightning joins as if a launcher (torchrun) had started them."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_rank, args=(make, port, str(tmp_path), results), nprocs=2)
+    return dict(results)
+
+
+def _ddp_rank(rank: int, make, port: int, root: str, results) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", NODE_RANK="0", LOCAL_RANK=str(rank)
+    )
+    results[rank] = train(make(), root, 2)
+
+
+class NaNOnRankZero(UnlearnModule):
+    def objective(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {"loss": torch.tensor(float("nan") if dist.get_rank() == 0 else 1.0)}
+
+
+def _guarded_step(rank: int) -> str | None:
+    try:
+        NaNOnRankZero().training_step({}, 0)
+    except FloatingPointError as err:
+        return str(err)
+    return None
+
+
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
+    """A rank whose loss is finite must raise too, or it waits for the others until the collective timeout."""
+    messages = on_two_ranks(_guarded_step, tmp_path)
+    assert messages[0] is not None and messages[0] == messages[1], messages
+    assert "rank 0" in messages[0]
+
+
+def _first_objectives(rank: int, world: int) -> dict[str, float]:
+    """PDU's and CE-U's terms on the first global batch, averaged over ranks as sync_dist logs them; PDU's new λ."""
+    loader = data(world, SyntheticPassages)
+    loader.setup("fit")
+    loader.rank, loader.world_size = rank, world
+    batch = next(iter(loader.train_dataloader()))
+    pdu, ceu = PDU(model="tiny-target", epsilon=0.0, alpha=0.0), CEU(model="tiny-target")
+    found = {}
+    for name, module in (("pdu", pdu), ("ceu", ceu)):
+        module.configure_model()
+        terms = module.objective(batch)
+        found |= {f"{name}/{k}": float(mean_over_ranks(v.detach(), torch.tensor(1))) for k, v in terms.items()}
+    return found | {"pdu/next_dual": float(pdu.dual)}
+
+
+def test_pdu_and_ceu_on_two_ranks_match_one_process(tmp_path):
+    """The global batch's token means whatever the ranks, and every rank's λ the one process's."""
+    single = _first_objectives(0, 1)
+    sharded = on_two_ranks(_first_objectives, tmp_path, 2)
+    assert sharded[0] == sharded[1], "every rank must hold the same λ"
+    assert sharded[0] == pytest.approx(single, rel=1e-5)
+
+
+def npo_sam() -> NPOSAM:
+    return NPOSAM(model="tiny-target", rho=0.5, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+
+
+def test_npo_sam_on_two_ddp_ranks_steps_like_one_process(tmp_path):
+    """ε from the all-reduced gradient: each rank's own gradient would perturb each rank differently."""
+    single = train(npo_sam(), str(tmp_path / "single"), 1)
+    ranks = on_two_ddp_ranks(npo_sam, tmp_path / "ddp")
+    for name, weight in single.items():
+        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
+        torch.testing.assert_close(ranks[0][name], weight, rtol=0, atol=1e-6, msg=f"{name} differs from one process")
+
+
+def rmu_lora() -> RMU:
+    return RMU(model="tiny-target", layer=1, steering_coeff=100.0, adapter=LoRA(r=2))
+
+
+def test_rmu_with_lora_trains_on_two_ddp_ranks(tmp_path):
+    """Adapters after the steered layer get no gradient (RMU stops the forward there): DDP must not wait for them."""
+    ranks = on_two_ddp_ranks(rmu_lora, tmp_path)
+    for name, weight in ranks[0].items():
+        assert torch.equal(weight, ranks[1][name]), f"{name} differs between the ranks"
