@@ -20,7 +20,7 @@ from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy, StrategyRegistry
 
 
-def _skip_shared_memory_op() -> None:
+def skip_shared_memory_op() -> None:
     """Keep DeepSpeed from JIT-building its CPU shared-memory all-reduce, which serves inference engines only.
 
     Building it compiles C++ on every fresh machine (minutes on two cores), and a run killed while torch holds the
@@ -55,7 +55,7 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
         """DeepSpeedStrategy's, minus the check that device indices equal local ranks (CPU devices have none)."""
         reset_seed()
         self.set_world_ranks()
-        _skip_shared_memory_op()
+        skip_shared_memory_op()
         self._init_deepspeed_distributed()
 
     def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
@@ -123,15 +123,20 @@ def zero3_model_loading(strategy: L.pytorch.strategies.Strategy | None) -> Any |
     return HfDeepSpeedConfig(strategy.config)
 
 
-def gathered_parameters(
-    module: torch.nn.Module, strategy: L.pytorch.strategies.Strategy
-) -> contextlib.AbstractContextManager:
-    """Full parameters inside the block on every rank under ZeRO-3 (enter it on all ranks); a no-op otherwise."""
-    if not is_zero3(strategy):
-        return contextlib.nullcontext()
+def full_state_dict(model: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """The model's state dict for saving; ZeRO-3 partitions are gathered one tensor at a time into CPU copies (kept
+    only where `keep`, i.e. on the rank that writes; every rank must call it), so no device holds the whole model."""
+    if not is_partitioned(model):
+        return model.state_dict() if keep else {}
     import deepspeed
 
-    return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+    state = model.state_dict(keep_vars=True)
+    full: dict[int, torch.Tensor | None] = {}  # by tensor identity, so tied weights stay one tensor
+    for tensor in state.values():
+        if hasattr(tensor, "ds_id") and id(tensor) not in full:
+            with deepspeed.zero.GatheredParameters([tensor], modifier_rank=None):
+                full[id(tensor)] = tensor.detach().cpu().clone() if keep else None
+    return {name: full.get(id(t), t.detach()) for name, t in state.items()} if keep else {}
 
 
 def is_partitioned(model: torch.nn.Module) -> bool:

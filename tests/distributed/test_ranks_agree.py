@@ -14,7 +14,8 @@ from unlearn.data.sources import SyntheticPassages, SyntheticQA
 from unlearn.methods import CEU, NPOSAM, PDU, RMU
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.lora import LoRA
-from unlearn.strategies import mean_over_ranks
+from unlearn.models import build_tiny_model
+from unlearn.strategies import full_state_dict, mean_over_ranks, skip_shared_memory_op
 
 
 def on_two_ranks(fn, tmp_path, *args) -> dict:
@@ -136,3 +137,36 @@ def test_rmu_with_lora_trains_on_two_ddp_ranks(tmp_path):
     ranks = on_two_ddp_ranks(rmu_lora, tmp_path)
     for name, weight in ranks[0].items():
         assert torch.equal(weight, ranks[1][name]), f"{name} differs between the ranks"
+
+
+def _export(rank: int) -> dict:
+    """The tiny model partitioned by ZeRO-3 over both ranks, saved through full_state_dict; what rank `rank` saw."""
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    os.environ.update(DS_ACCELERATOR="cpu", LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE="2")
+    skip_shared_memory_op()
+    model = build_tiny_model(64)
+    expected = {name: t.clone() for name, t in model.state_dict().items()}
+    deepspeed.zero.Init(module=model, config_dict_or_path={"train_batch_size": 2, "zero_optimization": {"stage": 3}})
+    full_at_once, gather = [], deepspeed.zero.GatheredParameters
+
+    class Counting(gather):
+        def __enter__(self):
+            super().__enter__()
+            full_at_once.append(sum(p.ds_status == ZeroParamStatus.AVAILABLE for p in model.parameters()))
+
+    deepspeed.zero.GatheredParameters = Counting
+    try:
+        state = full_state_dict(model, keep=rank == 0)
+    finally:
+        deepspeed.zero.GatheredParameters = gather
+    same = sorted(state) == sorted(expected) and all(torch.equal(state[k], expected[k]) for k in state)
+    return {"keys": len(state), "same": same, "most_full_at_once": max(full_at_once), "gathers": len(full_at_once)}
+
+
+def test_zero3_export_gathers_one_tensor_at_a_time_onto_the_writing_rank(tmp_path):
+    seen = on_two_ranks(_export, tmp_path)
+    assert seen[0]["same"] and seen[0]["keys"] > 0 and seen[1]["keys"] == 0
+    assert seen[0]["gathers"] == seen[1]["gathers"] == len(list(build_tiny_model(64).parameters()))
+    assert seen[0]["most_full_at_once"] == seen[1]["most_full_at_once"] == 1

@@ -26,8 +26,9 @@ class Adapter(ABC):
         """Add the adapter's weights to `model` in place and freeze everything else."""
 
     @abstractmethod
-    def save(self, model: torch.nn.Module, folder: Path) -> None:
-        """Write the adapter (and, where asked and possible, a merged model) into an empty folder."""
+    def save(self, model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+        """Write the adapter (and, where asked and possible, a merged model) from the model's full `state` (which
+        ZeRO-3 gathers; the live weights may be partitions) into an empty folder."""
 
     def strategy_problems(self, strategy) -> list[str]:
         """What the adapter cannot do under the trainer's strategy, each with what to use instead (nothing here)."""

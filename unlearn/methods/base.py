@@ -20,7 +20,7 @@ from unlearn.methods.adapter import Adapter
 from unlearn.models import DTYPES, load_model, load_tokenizer
 from unlearn.strategies import (
     allow_unused_parameters,
-    gathered_parameters,
+    full_state_dict,
     mean_over_ranks,
     ranks_where,
     zero3_model_loading,
@@ -237,18 +237,18 @@ class UnlearnModule(L.LightningModule, ABC):
         """Save the unlearned policy (or its adapter) and its tokenizer in Hugging Face format, atomically, as soon as
         training ends: before the final evaluation, so that metrics.json is written last, after the model."""
         target = self.save_target()
-        with gathered_parameters(self.model, self.trainer.strategy):
-            if self.trainer.is_global_zero:
+        state = full_state_dict(self.model, keep=self.trainer.is_global_zero)
+        if self.trainer.is_global_zero:
 
-                def write(folder: Path) -> None:
-                    if self.adapter is not None:
-                        self.adapter.save(self.model, folder)
-                    else:
-                        self.model.save_pretrained(folder)
-                    self.tokenizer.save_pretrained(folder)
+            def write(folder: Path) -> None:
+                if self.adapter is not None:
+                    self.adapter.save(self.model, state, folder)
+                else:
+                    self.model.save_pretrained(folder, state_dict=state)
+                self.tokenizer.save_pretrained(folder)
 
-                atomic_save_dir(target, write)
-                print(f"saved the unlearned model to {target}")
+            atomic_save_dir(target, write)
+            print(f"saved the unlearned model to {target}")
         self.trainer.strategy.barrier()
 
 

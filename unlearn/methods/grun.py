@@ -123,7 +123,7 @@ class GRUN(Adapter):
         bce = gate_bce_loss(forget, gate_logits(module.model, batch["retain"]))
         return {**terms, "loss": terms["loss"] + self.gate_weight * bce, "gate": bce}
 
-    def save(self, model: torch.nn.Module, folder: Path) -> None:
+    def save(self, model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
         grun = model.grun
         config = {
             "base_model": resolve(getattr(self, "_model_name", "")),
@@ -133,7 +133,8 @@ class GRUN(Adapter):
             "marker": self.marker,
             "marker_ids": grun.marker_ids.tolist(),
         }
-        save_file({k: v.contiguous() for k, v in grun.state_dict().items()}, folder / WEIGHTS_NAME)
+        weights = {k.removeprefix("grun."): v.contiguous() for k, v in state.items() if k.startswith("grun.")}
+        save_file(weights, folder / WEIGHTS_NAME)
         atomic_write_json(folder / CONFIG_NAME, config)
 
 

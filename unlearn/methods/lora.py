@@ -72,25 +72,29 @@ class LoRA(Adapter):
             raise ValueError(f"LoRA target_modules={self.target_modules!r}: {err}; linear layers are {names}") from err
         cast_adapter_dtype(model, "default")  # fp32 adapters on a bf16 base (PEFT casts inputs and outputs)
 
-    def save(self, model: torch.nn.Module, folder: Path) -> None:
+    def save(self, model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
         config = model.peft_config["default"]
         config.save_pretrained(folder)
-        weights = get_peft_model_state_dict(model, save_embedding_layers=False)
+        weights = get_peft_model_state_dict(model, state_dict=state, save_embedding_layers=False)
         save_file({f"base_model.model.{k}": v.contiguous() for k, v in weights.items()}, folder / ADAPTER_WEIGHTS)
         if self.merge:
-            save_merged(model, folder / "merged")
+            save_merged(model, state, folder / "merged")
 
 
-def save_merged(model: torch.nn.Module, folder: Path) -> None:
-    """W + (α/r)·B·A in plain Hugging Face format; the live model is not touched (no merge-unmerge rounding)."""
+def save_merged(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """W + (α/r)·B·A in plain Hugging Face format, from the full `state`: the live model is not touched (no
+    merge-unmerge rounding) and may be partitioned."""
     from peft.tuners.lora import LoraLayer
+    from peft.utils.other import transpose
 
-    state = {name.replace(".base_layer.", "."): t for name, t in model.state_dict().items() if ".lora_" not in name}
+    merged = {name.replace(".base_layer.", "."): t for name, t in state.items() if ".lora_" not in name}
     with torch.no_grad():
         for name, layer in model.named_modules():
             if isinstance(layer, LoraLayer):
-                state[f"{name}.weight"] = layer.get_base_layer().weight + layer.get_delta_weight("default")
-    model.save_pretrained(folder, state_dict=state)
+                down, up = state[f"{name}.lora_A.default.weight"], state[f"{name}.lora_B.default.weight"]
+                delta = transpose(up.float() @ down.float(), layer.fan_in_fan_out) * layer.scaling["default"]
+                merged[f"{name}.weight"] = state[f"{name}.base_layer.weight"] + delta.to(up.dtype)
+    model.save_pretrained(folder, state_dict=merged)
