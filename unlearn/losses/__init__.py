@@ -8,6 +8,7 @@ from unlearn.losses.divergence import (
     npo_loss,
     simnpo_loss,
 )
+from unlearn.losses.elm import elm_erase_loss, elm_target_logits
 from unlearn.losses.entropy import entropy_objective, token_entropy
 from unlearn.losses.gate import gate_bce_loss
 from unlearn.losses.nll import LMHeadInputs, mean_token_nll, sequence_nll, shifted_logprobs
@@ -25,6 +26,8 @@ __all__ = [
     "wga_loss",
     "LMHeadInputs",
     "dpo_loss",
+    "elm_erase_loss",
+    "elm_target_logits",
     "entropy_objective",
     "gate_bce_loss",
     "idk_ap_retain_loss",

@@ -13,6 +13,7 @@ from unlearn.methods.divergence import (
     SatImp,
     SimNPO,
 )
+from unlearn.methods.elm import ELM
 from unlearn.methods.entropy import EntropyRegularised, GradDiffEntropy, NPOEntropy
 from unlearn.methods.finetune import FineTune
 from unlearn.methods.pdu import PDU
@@ -23,6 +24,7 @@ from unlearn.methods.sam import NPOSAM
 __all__ = [
     "CEU",
     "NPOSAM",
+    "ELM",
     "PDU",
     "UNDIAL",
     "WGA",
