@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import triton
 from torch.profiler import ProfilerActivity, profile
-from unlearn.kernels.entropy import entropy, entropy_reference
-from unlearn.kernels.fused_logprob import fused_linear_logprob, linear_logprob_reference
-from unlearn.kernels.rmu_mse import masked_mse, masked_mse_reference
+from unlearn.kernels.entropy import entropy, entropy_definition
+from unlearn.kernels.fused_logprob import fused_linear_logprob, linear_logprob_definition
+from unlearn.kernels.rmu_mse import fused_masked_mse, masked_mse_definition
 
 RESULTS = Path(__file__).parent / "results"
 # The fused providers: Triton on a GPU (auto) and under the interpreter (a rehearsal), else the chunked PyTorch path.
@@ -73,7 +73,7 @@ def _logprob_case(N, H, V, device, dtype, entropy_too=False):
     hidden = torch.randn(N, H, device=device, dtype=dtype, generator=g).requires_grad_()
     weight = (torch.randn(V, H, device=device, dtype=dtype, generator=g) / H**0.5).requires_grad_()
     targets = torch.randint(0, V, (N,), device=device, generator=g)
-    compiled = torch.compile(linear_logprob_reference, dynamic=False)
+    compiled = torch.compile(linear_logprob_definition, dynamic=False)
 
     def first(fn):
         def run():
@@ -83,7 +83,7 @@ def _logprob_case(N, H, V, device, dtype, entropy_too=False):
         return run
 
     providers = {
-        "eager": first(linear_logprob_reference),
+        "eager": first(linear_logprob_definition),
         "compiled": first(compiled),
         "fused": first(functools.partial(fused_linear_logprob, backend=BACKEND)),
     }
@@ -97,9 +97,9 @@ def _logprob_case(N, H, V, device, dtype, entropy_too=False):
 def _entropy_case(N, V, device, dtype):
     g = torch.Generator(device).manual_seed(0)
     logits = (3 * torch.randn(N, V, device=device, generator=g)).to(dtype).requires_grad_()
-    compiled = torch.compile(entropy_reference, dynamic=False)
+    compiled = torch.compile(entropy_definition, dynamic=False)
     providers = {
-        "eager": lambda: entropy_reference(logits, temperature=0.7),
+        "eager": lambda: entropy_definition(logits, temperature=0.7),
         "compiled": lambda: compiled(logits, temperature=0.7),
         "fused": lambda: entropy(logits, temperature=0.7, backend=BACKEND),
     }
@@ -112,11 +112,11 @@ def _rmu_case(B, T, D, target, device, dtype):
     hidden = torch.randn(B, T, D, device=device, dtype=dtype, generator=g).requires_grad_()
     y = torch.randn(D if target == "vector" else (B, T, D), device=device, dtype=dtype, generator=g)
     mask = torch.rand(B, T, device=device, generator=g) > 0.2
-    compiled = torch.compile(masked_mse_reference, dynamic=False)
+    compiled = torch.compile(masked_mse_definition, dynamic=False)
     providers = {
-        "eager": lambda: masked_mse_reference(hidden, y, mask),
+        "eager": lambda: masked_mse_definition(hidden, y, mask),
         "compiled": lambda: compiled(hidden, y, mask),
-        "fused": lambda: masked_mse(hidden, y, mask, backend=BACKEND),
+        "fused": lambda: fused_masked_mse(hidden, y, mask, backend=BACKEND),
     }
     size = hidden.numel() * hidden.element_size()
     reads = size * (2 if target == "tensor" else 1)
@@ -217,8 +217,8 @@ def _accuracy(device: str, dtype: torch.dtype) -> dict:
     up = torch.randn(2, n, device=device, generator=g, dtype=torch.float64)
     result = {}
     runs = (
-        ("reference", linear_logprob_reference, torch.float64),
-        ("eager", linear_logprob_reference, dtype),
+        ("reference", linear_logprob_definition, torch.float64),
+        ("eager", linear_logprob_definition, dtype),
         ("fused", fused_linear_logprob, dtype),
     )
     for name, fn, cast in runs:

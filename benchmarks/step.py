@@ -93,7 +93,7 @@ def _batch(batch: int, seq: int, vocab: int, device: str) -> dict:
 
 def _variant(folder: Path, fused: bool, reference: str, dtype: str, device: str, batch: dict):
     """The NPO module on the device, its optimizer, and one training step as a closure."""
-    module = NPO(model=str(folder), dtype=dtype, fused_logprob=fused, reference=reference, alpha=1.0)
+    module = NPO(model=str(folder), dtype=dtype, fused_logprob=fused, reference=reference, retain_weight=1.0)
     module.configure_model()
     module.to(device)
     if reference == "cached":

@@ -26,7 +26,7 @@ GPU_CONFIG = (4096, 8)
 INTERPRETER_CONFIG = (128, 1)
 
 
-def entropy_reference(logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
+def entropy_definition(logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
     """The definition over the last dimension, in fp32 (float64 stays); −inf logits (q = 0) add 0, gradient too."""
     logq = (logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature).log_softmax(-1)
     finite = logq.masked_fill(logq == float("-inf"), 0.0)  # 0·log 0 = 0 without a 0·∞ in either pass
@@ -34,10 +34,10 @@ def entropy_reference(logits: torch.Tensor, *, temperature: float = 1.0) -> torc
 
 
 def _entropy_torch(logits: torch.Tensor, temperature: float, chunk_size: int | None = None) -> torch.Tensor:
-    """The reference over row chunks, recomputed in the backward: one chunk is upcast at a time."""
+    """The definition over row chunks, recomputed in the backward: one chunk is upcast at a time."""
     flat = logits.reshape(-1, logits.shape[-1])
     rows = chunk_size or max(1, TORCH_CHUNK_ELEMENTS // flat.shape[1])
-    fn = functools.partial(entropy_reference, temperature=temperature)
+    fn = functools.partial(entropy_definition, temperature=temperature)
     parts = [checkpoint(fn, chunk, use_reentrant=False) for chunk in flat.split(rows)]
     return torch.cat(parts).reshape(logits.shape[:-1])
 

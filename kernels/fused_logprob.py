@@ -43,7 +43,7 @@ def _promoted(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def linear_logprob_reference(
+def linear_logprob_definition(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
@@ -75,10 +75,10 @@ def _linear_logprob_torch(
     with_entropy: bool,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The reference over row chunks, each recomputed in the backward: peak memory is one chunk's logits."""
+    """The definition over row chunks, each recomputed in the backward: peak memory is one chunk's logits."""
     rows = chunk_size or max(1, TORCH_CHUNK_ELEMENTS // weight.shape[0])
     fn = functools.partial(
-        linear_logprob_reference, ignore_index=ignore_index, temperature=temperature, with_entropy=with_entropy
+        linear_logprob_definition, ignore_index=ignore_index, temperature=temperature, with_entropy=with_entropy
     )
     parts = [
         checkpoint(lambda h, t: fn(h, weight, t, bias=bias), h, t, use_reentrant=False)

@@ -24,7 +24,7 @@ GPU_CONFIG = (4, 1024, 4)
 INTERPRETER_CONFIG = (4, 32, 1)
 
 
-def masked_mse_reference(
+def masked_mse_definition(
     hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, num_tokens: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The definition: mean over counted tokens and features of (hidden − target)², fp32 (float64 stays)."""
@@ -121,7 +121,7 @@ class MaskedMSEFunction(torch.autograd.Function):
         return grad * grad_loss.to(grad.dtype), None, None, None
 
 
-def masked_mse(
+def fused_masked_mse(
     hidden: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor,
@@ -142,5 +142,5 @@ def masked_mse(
         raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
     target = target.detach()
     if backend == "torch" or (backend == "auto" and not hidden.is_cuda):
-        return masked_mse_reference(hidden, target, mask, num_tokens)
+        return masked_mse_definition(hidden, target, mask, num_tokens)
     return MaskedMSEFunction.apply(hidden.contiguous(), target.contiguous(), mask.contiguous(), num_tokens)

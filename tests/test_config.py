@@ -24,9 +24,9 @@ def test_dicts_merge_key_by_key_and_lists_replace():
 
 
 def test_same_class_merges_its_init_args():
-    parent = {"model": {"class_path": "NPO", "init_args": {"beta": 0.1, "alpha": 5.0}}}
-    child = {"model": {"class_path": "NPO", "init_args": {"alpha": 1.0}}}
-    assert merge(parent, child)["model"] == {"class_path": "NPO", "init_args": {"beta": 0.1, "alpha": 1.0}}
+    parent = {"model": {"class_path": "NPO", "init_args": {"beta": 0.1, "retain_weight": 5.0}}}
+    child = {"model": {"class_path": "NPO", "init_args": {"retain_weight": 1.0}}}
+    assert merge(parent, child)["model"] == {"class_path": "NPO", "init_args": {"beta": 0.1, "retain_weight": 1.0}}
 
 
 def test_another_class_replaces_wholesale():

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from unlearn.eval.plot import draw, load_runs
-from unlearn.eval.report import format_table
+from unlearn.eval.summary import format_table
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -98,7 +98,7 @@ def _first_objectives(rank: int, world: int) -> dict[str, float]:
     loader.setup("fit")
     loader.rank, loader.world_size = rank, world
     batch = next(iter(loader.train_dataloader()))
-    pdu, ceu = PDU(model="tiny-target", epsilon=0.0, alpha=0.0), CEU(model="tiny-target")
+    pdu, ceu = PDU(model="tiny-target", epsilon=0.0, dual_init=0.0), CEU(model="tiny-target")
     found = {}
     for name, module in (("pdu", pdu), ("ceu", ceu)):
         module.configure_model()

@@ -49,7 +49,7 @@ model:
     model: tiny-target
     layer: 2
     steering_coeff: 100.0
-    alpha: 2.0
+    retain_weight: 2.0
     trainable_param: mlp
     optimizer: {class_path: torch.optim.AdamW, init_args: {lr: 3.0e-3}}
 """

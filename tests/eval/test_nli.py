@@ -33,10 +33,10 @@ def save_nli_model(path, id2label: dict[int, str], seed: int = 0):
     "id2label",
     [{0: "entailment", 1: "neutral", 2: "contradiction"}, {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}],
 )
-@pytest.mark.parametrize("premise", ["prediction", "reference"])
+@pytest.mark.parametrize("premise", ["prediction", "answer"])
 def test_metric_is_the_share_of_argmax_entailment(tmp_path, id2label, premise):
     pairs = list(zip(PREDICTIONS, REFERENCES, strict=True))
-    if premise == "reference":
+    if premise == "answer":
         pairs = [(r, p) for p, r in pairs]
     entail_id = next(i for i, label in id2label.items() if label.lower() == "entailment")
     for seed in range(20):  # the first random model that gives both verdicts, so the test can fail

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from unlearn.kernels.entropy import _entropy_torch, entropy, entropy_reference
+from unlearn.kernels.entropy import _entropy_torch, entropy, entropy_definition
 
 pytestmark = pytest.mark.kernels
 
@@ -21,7 +21,7 @@ def test_triton_matches_reference(dtype, assert_close):
     ent = entropy(x, temperature=0.7, backend="triton")
     (grad,) = torch.autograd.grad((up * ent).sum(), x)
     ref_x = x.detach().float().requires_grad_()
-    ref = entropy_reference(ref_x, temperature=0.7)
+    ref = entropy_definition(ref_x, temperature=0.7)
     (ref_grad,) = torch.autograd.grad((up * ref).sum(), ref_x)
     assert ent.dtype == torch.float32 and grad.dtype == dtype
     assert_close(ent, ref, dtype, "entropy")
@@ -38,7 +38,7 @@ def test_leading_dims_and_minus_inf_logits(backend, assert_close):
     x.requires_grad_()
     ent = entropy(x, temperature=0.7, backend=backend)
     (grad,) = torch.autograd.grad((up * ent).sum(), x)
-    ref = entropy_reference(x, temperature=0.7)
+    ref = entropy_definition(x, temperature=0.7)
     (ref_grad,) = torch.autograd.grad((up * ref).sum(), x)
     assert ent.shape == (2, 3) and torch.isfinite(ent).all()
     assert torch.isfinite(grad).all() and torch.isfinite(ref_grad).all()
@@ -46,7 +46,7 @@ def test_leading_dims_and_minus_inf_logits(backend, assert_close):
     assert_close(ent, ref, torch.float32, "entropy")
     assert_close(grad, ref_grad, torch.float32, "grad")
     finite = x.detach().nan_to_num(neginf=-1e30).requires_grad_()  # the reference agrees with very negative logits
-    (far_grad,) = torch.autograd.grad((up * entropy_reference(finite, temperature=0.7)).sum(), finite)
+    (far_grad,) = torch.autograd.grad((up * entropy_definition(finite, temperature=0.7)).sum(), finite)
     assert_close(ref_grad, far_grad, torch.float32, "grad at -1e30")
 
 
@@ -57,7 +57,7 @@ def test_uniform_logits_give_log_v():
 
 def test_chunked_torch_path_matches_and_gradchecks():
     x = _logits((9, 13), torch.float64).requires_grad_()
-    torch.testing.assert_close(_entropy_torch(x, 0.6, chunk_size=4), entropy_reference(x, temperature=0.6))
+    torch.testing.assert_close(_entropy_torch(x, 0.6, chunk_size=4), entropy_definition(x, temperature=0.6))
     assert torch.autograd.gradcheck(lambda t: _entropy_torch(t, 0.6, chunk_size=4), (x,))
     assert entropy(x, backend="auto").shape == (9,)
 

@@ -9,7 +9,7 @@ from unlearn.kernels.fused_logprob import (
     _linear_logprob_torch,
     _stats_offsets,
     fused_linear_logprob,
-    linear_logprob_reference,
+    linear_logprob_definition,
 )
 
 pytestmark = pytest.mark.kernels
@@ -43,7 +43,7 @@ def test_triton_matches_reference(dtype, with_entropy, assert_close):
     logp, ent, grads = _run(
         fused_linear_logprob, hidden, weight, bias, targets, up_logp, up_ent, backend="triton", **kw
     )
-    ref = _run(linear_logprob_reference, hidden.float(), weight.float(), bias.float(), targets, up_logp, up_ent, **kw)
+    ref = _run(linear_logprob_definition, hidden.float(), weight.float(), bias.float(), targets, up_logp, up_ent, **kw)
     assert logp.dtype == torch.float32 and logp.shape == (N,)
     assert_close(logp, ref[0], dtype, "logp")
     assert (logp[[3, 20]] == 0).all()
@@ -62,7 +62,7 @@ def test_triton_without_bias_even_h_and_frozen_weight(assert_close):
     h = hidden.clone().requires_grad_()
     logp, ent = fused_linear_logprob(h, weight, targets, with_entropy=True, backend="triton")
     (grad,) = torch.autograd.grad((up_logp * logp).sum() + (up_ent * ent).sum(), h)
-    ref = _run(linear_logprob_reference, hidden, weight, None, targets, up_logp, up_ent, with_entropy=True)
+    ref = _run(linear_logprob_definition, hidden, weight, None, targets, up_logp, up_ent, with_entropy=True)
     assert_close(logp, ref[0], torch.float32, "logp")
     assert_close(ent, ref[1], torch.float32, "entropy")
     assert_close(grad, ref[2][0], torch.float32, "grad hidden")
@@ -84,7 +84,7 @@ def test_entropy_alone_gets_gradient(assert_close):
         backend="triton",
     )
     ref = _run(
-        linear_logprob_reference, hidden, weight, bias, targets, zero, up_ent, temperature=2.0, with_entropy=True
+        linear_logprob_definition, hidden, weight, bias, targets, zero, up_ent, temperature=2.0, with_entropy=True
     )
     for got, want in zip(grads, ref[2], strict=True):
         assert_close(got, want, torch.float32, "grad")
@@ -109,7 +109,7 @@ def test_chunked_torch_path_matches_reference(with_entropy, assert_close):
 
     got = _run(chunked, hidden, weight, bias, targets, up_logp, up_ent)
     ref = _run(
-        linear_logprob_reference,
+        linear_logprob_definition,
         hidden,
         weight,
         bias,
@@ -158,7 +158,7 @@ def test_chunked_peak_memory_does_not_grow_with_vocab_like_eager():
             if chunked:
                 logp, ent = _linear_logprob_torch(hidden, weight, targets, None, -100, 1.0, True, 16)
             else:
-                logp, ent = linear_logprob_reference(hidden, weight, targets, with_entropy=True)
+                logp, ent = linear_logprob_definition(hidden, weight, targets, with_entropy=True)
             (logp.sum() + ent.sum()).backward()
 
         return _peak_bytes(step)

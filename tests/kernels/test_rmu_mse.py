@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from unlearn.kernels.rmu_mse import masked_mse, masked_mse_reference
+from unlearn.kernels.rmu_mse import fused_masked_mse, masked_mse_definition
 
 pytestmark = pytest.mark.kernels
 
@@ -23,10 +23,10 @@ def _inputs(dtype, target_kind, seed=0):
 def test_triton_matches_reference(dtype, target_kind, assert_close):
     hidden, target, mask = _inputs(dtype, target_kind)
     h = hidden.clone().requires_grad_()
-    loss = masked_mse(h, target, mask, backend="triton")
+    loss = fused_masked_mse(h, target, mask, backend="triton")
     (grad,) = torch.autograd.grad(1.7 * loss, h)  # upstream gradient ≠ 1
     ref_h = hidden.float().requires_grad_()
-    ref = masked_mse_reference(ref_h, target.float(), mask)
+    ref = masked_mse_definition(ref_h, target.float(), mask)
     (ref_grad,) = torch.autograd.grad(1.7 * ref, ref_h)
     assert loss.dtype == torch.float32 and loss.shape == ()
     assert_close(loss, ref, dtype, "loss")
@@ -37,7 +37,7 @@ def test_triton_matches_reference(dtype, target_kind, assert_close):
 def test_hand_checked_value():
     """h = 1 everywhere, target 0: tokens 0 and 2 counted, each (1 − 0)² → mean 1; grad 2/(2·4)."""
     h = torch.ones(1, 3, 4, requires_grad=True)
-    loss = masked_mse(h, torch.zeros(4), torch.tensor([[True, False, True]]), backend="triton")
+    loss = fused_masked_mse(h, torch.zeros(4), torch.tensor([[True, False, True]]), backend="triton")
     loss.backward()
     assert loss.item() == 1.0
     torch.testing.assert_close(h.grad[0, :, 0], torch.tensor([0.25, 0.0, 0.25]))
@@ -47,7 +47,7 @@ def test_hand_checked_value():
 def test_nothing_counted_gives_zero(backend):
     hidden, target, mask = _inputs(torch.float32, "tensor")
     h = hidden.requires_grad_()
-    loss = masked_mse(h, target, torch.zeros_like(mask), backend=backend)
+    loss = fused_masked_mse(h, target, torch.zeros_like(mask), backend=backend)
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(h.grad, torch.zeros_like(h))
 
@@ -55,9 +55,9 @@ def test_nothing_counted_gives_zero(backend):
 def test_deterministic_and_no_grad_to_target():
     hidden, target, mask = _inputs(torch.float32, "tensor")
     target.requires_grad_()
-    runs = [masked_mse(hidden, target, mask, backend="triton") for _ in range(2)]
+    runs = [fused_masked_mse(hidden, target, mask, backend="triton") for _ in range(2)]
     assert runs[0].item() == runs[1].item()
-    assert not masked_mse(hidden, target, mask, backend="torch").requires_grad
+    assert not fused_masked_mse(hidden, target, mask, backend="torch").requires_grad
 
 
 def test_torch_path_gradcheck_float64():
@@ -65,4 +65,4 @@ def test_torch_path_gradcheck_float64():
     hidden = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
     target = torch.randn(5, generator=g, dtype=torch.float64)
     mask = torch.tensor([[True, False, True], [False, False, True]])
-    assert torch.autograd.gradcheck(lambda h: masked_mse(h, target, mask, backend="torch"), (hidden,))
+    assert torch.autograd.gradcheck(lambda h: fused_masked_mse(h, target, mask, backend="torch"), (hidden,))

@@ -32,8 +32,8 @@ def test_loss_backend_triton_matches_torch_with_global_token_count(target_shape,
 @pytest.mark.parametrize("method", [RMU, AdaptiveRMU])
 def test_rmu_kernel_backend_triton_matches_the_reference(method, monkeypatch, assert_close):
     calls = []
-    kernel = unlearn.kernels.masked_mse
-    monkeypatch.setattr(unlearn.kernels, "masked_mse", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
+    kernel = unlearn.kernels.fused_masked_mse
+    monkeypatch.setattr(unlearn.kernels, "fused_masked_mse", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
     device = torch.get_default_device()
     with torch.device("cpu"):  # the data and model are built where a run builds them, then moved
         data = UnlearnDataModule(

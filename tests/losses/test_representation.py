@@ -77,7 +77,7 @@ def test_rmu_forget_term_hand_computed():
     retain_hidden[1, 1] = -50.0  # masked out
     retain_mask = torch.tensor([[1, 1], [1, 0]])
     total, forget, retain = rmu_loss(
-        forget_hidden, forget_mask, control, retain_hidden, retain_reference, retain_mask, alpha=3.0
+        forget_hidden, forget_mask, control, retain_hidden, retain_reference, retain_mask, retain_weight=3.0
     )
     assert_close(forget, torch.tensor(8.0))
     assert_close(retain, torch.tensor(1.0))
@@ -91,7 +91,7 @@ def test_rmu_retain_reference_is_constant():
     retain = torch.randn(2, 3, 4, generator=g, requires_grad=True)
     reference = torch.randn(2, 3, 4, generator=g, requires_grad=True)
     mask = torch.ones(2, 3, dtype=torch.bool)
-    total, _, _ = rmu_loss(forget, mask, torch.ones(4), retain, reference, mask, alpha=2.0)
+    total, _, _ = rmu_loss(forget, mask, torch.ones(4), retain, reference, mask, retain_weight=2.0)
     total.backward()
     assert reference.grad is None
     assert_close(retain.grad, 2.0 * 2.0 * (retain - reference).detach() / retain.numel())
@@ -110,7 +110,7 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda h: masked_mse(h, control, forget_mask), (hidden,))
 
     def total(h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return rmu_loss(h, forget_mask, control, r, reference, retain_mask, alpha=5.0)[0]
+        return rmu_loss(h, forget_mask, control, r, reference, retain_mask, retain_weight=5.0)[0]
 
     assert torch.autograd.gradcheck(total, (hidden, retain))
 

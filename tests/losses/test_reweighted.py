@@ -31,11 +31,11 @@ def test_wga_hand_computed():
     """α = 1: L = mean(p log p) = (½ log ½ + ¾ log ¾) / 2; α = 2: (¼ log ½ + (9/16) log ¾) / 2."""
     logits, labels = two_token_batch()
     expected = (0.5 * math.log(0.5) + 0.75 * math.log(0.75)) / 2
-    assert_close(wga_loss(logits, labels, alpha=1.0), torch.tensor(expected))
+    assert_close(wga_loss(logits, labels, beta=1.0), torch.tensor(expected))
     expected = (0.25 * math.log(0.5) + 9 / 16 * math.log(0.75)) / 2
-    assert_close(wga_loss(logits, labels, alpha=2.0), torch.tensor(expected))
+    assert_close(wga_loss(logits, labels, beta=2.0), torch.tensor(expected))
     # Sharded: the global batch has 8 answer tokens over 2 ranks, so this rank's sum divides by 4, not by its 2.
-    assert_close(wga_loss(logits, labels, alpha=2.0, num_tokens=torch.tensor(4.0)), torch.tensor(expected / 2))
+    assert_close(wga_loss(logits, labels, beta=2.0, num_tokens=torch.tensor(4.0)), torch.tensor(expected / 2))
 
 
 def test_satimp_hand_computed():
@@ -51,9 +51,9 @@ def test_satimp_hand_computed():
 def test_zero_powers_are_gradient_ascent():
     """α = 0 and β₁ = β₂ = 0 make every weight 1: both equal GA = −NLL; β₂ = 0 makes SatImp equal WGA with α = β₁."""
     logits, labels = random_batch()
-    assert_close(wga_loss(logits, labels, alpha=0.0), gradient_ascent_loss(logits, labels))
+    assert_close(wga_loss(logits, labels, beta=0.0), gradient_ascent_loss(logits, labels))
     assert_close(satimp_loss(logits, labels, beta1=0.0, beta2=0.0), gradient_ascent_loss(logits, labels))
-    assert_close(satimp_loss(logits, labels, beta1=3.0, beta2=0.0), wga_loss(logits, labels, alpha=3.0))
+    assert_close(satimp_loss(logits, labels, beta1=3.0, beta2=0.0), wga_loss(logits, labels, beta=3.0))
 
 
 def test_all_masked_is_zero_with_zero_gradient():
@@ -73,7 +73,7 @@ def test_weights_are_constants_in_the_gradient():
     logp, mask = shifted_logprobs(logits, labels)
     p = logp.detach().exp()
     for loss, weights in (
-        (wga_loss(logits, labels, alpha=1.5), p**1.5),
+        (wga_loss(logits, labels, beta=1.5), p**1.5),
         (satimp_loss(logits, labels, beta1=2.0, beta2=0.5), p**2.0 * (1 - p) ** 0.5),
     ):
         fixed = (weights * logp)[mask].sum() / mask.sum()
@@ -87,5 +87,5 @@ def test_gradcheck_at_zero_power():
     """Where the weights are constant (powers 0) the detached-weight losses are smooth: float64 gradcheck passes."""
     logits, labels = random_batch(seed=2)
     logits.requires_grad_()
-    assert torch.autograd.gradcheck(lambda z: wga_loss(z, labels, alpha=0.0), (logits,))
+    assert torch.autograd.gradcheck(lambda z: wga_loss(z, labels, beta=0.0), (logits,))
     assert torch.autograd.gradcheck(lambda z: satimp_loss(z, labels, beta1=0.0, beta2=0.0), (logits,))

@@ -29,7 +29,7 @@ def logits_of(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
 def test_npo_sam_puts_bf16_weights_back_exactly():
     """θ + ε − ε rounds in bf16 (adding then subtracting ε changed 1.6% of the tiny model's weights): the step must
     leave the weights bit-identical to what they were."""
-    module = NPOSAM(model="tiny-scratch", rho=0.5, alpha=0.0, reference="frozen", dtype="bfloat16")
+    module = NPOSAM(model="tiny-scratch", rho=0.5, retain_weight=0.0, reference="frozen", dtype="bfloat16")
     module.configure_model()
     module.manual_backward = lambda loss: loss.backward()  # no trainer attached here
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
@@ -41,7 +41,7 @@ def test_npo_sam_puts_bf16_weights_back_exactly():
 def test_npo_sam_gradient_is_the_forget_gradient_at_the_perturbed_weights():
     """.grad = ∇L_f(θ + ρ g/‖g‖), recomputed on a perturbed copy, and a central difference of L_f at θ + ρ g/‖g‖
     along .grad agrees with it; it differs from the plain ∇L_f(θ); the weights end back at θ."""
-    module = NPOSAM(model="tiny-scratch", rho=0.5, alpha=0.0, reference="frozen")
+    module = NPOSAM(model="tiny-scratch", rho=0.5, retain_weight=0.0, reference="frozen")
     module.configure_model()
     module.double()
     module.manual_backward = lambda loss: loss.backward()  # no trainer attached here
@@ -95,7 +95,7 @@ def test_npo_sam_with_rho_zero_trains_like_npo_and_its_sharp_loss_is_higher(tmp_
 
 def test_undial_starts_at_the_policy_entropy_and_keeps_its_reference(tmp_path, fit, adam):
     """Policy = reference at step 0 and β = 0: CE(π, π) = H(π) of the first forget batch; the reference never moves."""
-    module = UNDIAL(model="tiny-scratch", beta=0.0, alpha=0.0, optimizer=adam(1e-3))
+    module = UNDIAL(model="tiny-scratch", beta=0.0, retain_weight=0.0, optimizer=adam(1e-3))
     steps = fit(module, tmp_path, steps=3)
     forget = first_batches(1)[0]
     with torch.no_grad():
@@ -108,7 +108,7 @@ def test_undial_starts_at_the_policy_entropy_and_keeps_its_reference(tmp_path, f
 
 def test_ceu_lowers_the_forget_answers(tmp_path, fit, adam):
     """A few CE-U steps raise the forget answers' NLL (on the batch trained first)."""
-    module = CEU(model="tiny-scratch", alpha=0.0, optimizer=adam(1e-2))
+    module = CEU(model="tiny-scratch", retain_weight=0.0, optimizer=adam(1e-2))
     forget = first_batches(1)[0]
     with torch.no_grad():
         before = mean_token_nll(logits_of(load_model("tiny-scratch"), forget), forget["labels"])
@@ -123,21 +123,25 @@ def test_ceu_lowers_the_forget_answers(tmp_path, fit, adam):
 def test_pdu_dual_ascends_above_epsilon_and_stays_zero_below(tmp_path, fit, adam):
     """ε = 0: λ₀ = 0, then λ_{k+1} = λ_k + η·L_r,k exactly; ε huge: λ stays 0 and the loss is the forget term."""
     eta = 3.0
-    module = PDU(model="tiny-scratch", epsilon=0.0, dual_step_size=eta, alpha=0.0, optimizer=adam(1e-3))
+    module = PDU(model="tiny-scratch", epsilon=0.0, dual_step_size=eta, dual_init=0.0, optimizer=adam(1e-3))
     steps = fit(module, tmp_path / "above", steps=3)
     assert steps[0]["train/dual"] == 0.0
     for previous, current in zip(steps, steps[1:], strict=False):
         assert current["train/dual"] == pytest.approx(previous["train/dual"] + eta * previous["train/retain"], rel=1e-5)
     assert "dual" in module.state_dict(), "λ must be saved in checkpoints"
     assert module.dual.item() == pytest.approx(steps[-1]["train/dual"] + eta * steps[-1]["train/retain"], rel=1e-5)
-    below = fit(PDU(model="tiny-scratch", epsilon=1e3, alpha=0.0, optimizer=adam(1e-3)), tmp_path / "below", steps=3)
+    below = fit(
+        PDU(model="tiny-scratch", epsilon=1e3, dual_init=0.0, optimizer=adam(1e-3)), tmp_path / "below", steps=3
+    )
     assert all(s["train/dual"] == 0.0 and s["train/loss"] == pytest.approx(s["train/forget"]) for s in below)
 
 
 def test_npo_entropy_adds_the_entropies_of_the_outputs_npo_computed(tmp_path, fit, adam):
     """loss = NPO terms + λ_f·H_f + λ_r·H_r each step; H_f at step 0 is the initial model's; one policy forward per
     role and step (the entropies reuse NPO's outputs)."""
-    module = NPOEntropy(model="tiny-scratch", lambda_forget=0.7, lambda_retain=-0.3, alpha=2.0, optimizer=adam(1e-3))
+    module = NPOEntropy(
+        model="tiny-scratch", lambda_forget=0.7, lambda_retain=-0.3, retain_weight=2.0, optimizer=adam(1e-3)
+    )
     module.configure_model()
     calls = []
     module.model.register_forward_hook(lambda model, *args: calls.append(1) if model.training else None)

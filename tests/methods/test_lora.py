@@ -51,7 +51,7 @@ def test_npo_lora_cached_and_frozen_references_agree(tmp_path, fit, adam):
 
 
 def test_rmu_with_lora_reads_the_reference_at_the_hooked_layer(tmp_path, fit, adam):
-    module = RMU(model="tiny-scratch", layer=2, alpha=1.0, adapter=LoRA(r=4), optimizer=adam(1e-2))
+    module = RMU(model="tiny-scratch", layer=2, retain_weight=1.0, adapter=LoRA(r=4), optimizer=adam(1e-2))
     passages = {"forget": SyntheticPassages("forget01"), "retain": SyntheticPassages("retain")}
     steps = fit(module, tmp_path, steps=2, **passages)
     assert steps[0]["train/retain"] == pytest.approx(0.0, abs=1e-8), "adapters off = policy at step 0"

@@ -15,7 +15,7 @@ from unlearn.models import load_model
 
 def test_npo_first_step_is_log_two_scaled(tmp_path, fit, adam):
     """At step 0 the policy is the reference: log-ratio 0, so L = -(2/β)·log σ(0) = (2/β)·log 2."""
-    steps = fit(NPO(model="tiny-scratch", beta=0.1, alpha=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
+    steps = fit(NPO(model="tiny-scratch", beta=0.1, retain_weight=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
     assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
 
 
@@ -87,7 +87,9 @@ def test_idk_fine_tuning_makes_refusals_likely(tmp_path, fit, adam):
     rows = forget.load()
     assert [r["question"] for r in rows] == [r["question"] for r in SyntheticQA("forget01").load()]
     assert {r["answer"] for r in rows} <= set(REFUSALS) and rows == forget.load()
-    steps = fit(IDKFineTune(model="tiny-scratch", alpha=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget)
+    steps = fit(
+        IDKFineTune(model="tiny-scratch", retain_weight=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget
+    )
     assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"
 
 

@@ -51,7 +51,7 @@ def test_pdu_dual_under_bf16_true_is_the_fp32_ascent(tmp_path, fit, adam):
     """λ₀ = 1, λ_{k+1} = max(0, λ_k + η·(L_r,k − ε)) in fp32 from the logged retain losses, exactly: each step adds
     η·L_r ≈ 0.003, which a bf16 λ would round away (bf16 steps by 2⁻⁷ at 1.0); a checkpoint restores it exactly."""
     eta = 4e-4
-    module = PDU(model="tiny-scratch", epsilon=0.0, dual_step_size=eta, alpha=1.0, optimizer=adam(1e-3))
+    module = PDU(model="tiny-scratch", epsilon=0.0, dual_step_size=eta, dual_init=1.0, optimizer=adam(1e-3))
     steps = fit(module, tmp_path, steps=5, batch_size=2, precision="bf16-true")
     assert next(module.model.parameters()).dtype == torch.bfloat16
     dual = torch.tensor(1.0)

@@ -17,7 +17,7 @@ def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answer
     forget = Refusals(SyntheticQA("forget01"))
     runs = {}
     for gamma in (0.0, 5.0):
-        module = IDKAP(model="tiny-scratch", alpha=0.0, beta=0.01, gamma=gamma, optimizer=adam(1e-2))
+        module = IDKAP(model="tiny-scratch", retain_weight=0.0, beta=0.01, gamma=gamma, optimizer=adam(1e-2))
         runs[gamma] = fit(module, tmp_path / str(gamma), steps=3, forget=forget)
     assert runs[0.0][0]["train/ap"] == pytest.approx(runs[5.0][0]["train/ap"], rel=1e-6)
     assert runs[5.0][-1]["train/ap"] < runs[0.0][-1]["train/ap"] - 1.0, "AP must hold the true answers above IDK"

@@ -45,7 +45,9 @@ def test_out_of_domain_finetuning_defaults_to_the_retain_rows(tmp_path, attack_r
 
 
 def test_relearning_brings_back_what_npo_removed(tmp_path, fit, adam, attack_run):
-    npo = NPO(model="tiny-target", beta=0.1, alpha=5.0, retain_loss="nll", reference="cached", optimizer=adam(1e-3))
+    npo = NPO(
+        model="tiny-target", beta=0.1, retain_weight=5.0, retain_loss="nll", reference="cached", optimizer=adam(1e-3)
+    )
     fit(npo, tmp_path / "npo", steps=30, forget=SyntheticQA("forget05"), batch_size=8)
     relearn = Relearn(k=10, steps=50, lr=3e-4)
     summary = attack_run(tmp_path / "attack", relearn, model=str(tmp_path / "npo" / "model"), limit=40)

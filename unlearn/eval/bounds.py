@@ -1,7 +1,7 @@
 """High-confidence bounds over N sampled answers per prompt: one greedy answer can hide a leak that sampling finds.
 
 Paper: Scholten et al., ICLR 2025, "A Probabilistic Perspective on Unlearning and Alignment for LLMs",
-arXiv:2410.03523. Every bound holds with probability at least ``1 − alpha`` over the N i.i.d. samples.
+arXiv:2410.03523. Every bound holds with probability at least ``1 − delta`` over the N i.i.d. samples.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class DKWBand:
     """A confidence band for the CDF of a score, kept as step functions so bounds can integrate it exactly.
 
     ``F(x)`` lies in ``[lower[i], upper[i]]`` for ``x`` in ``[x[i], x[i + 1])`` (``x[n] = 1``), and in ``[0, epsilon]``
-    below ``x[0]``, simultaneously for all ``x``, with probability at least ``1 − alpha``.
+    below ``x[0]``, simultaneously for all ``x``, with probability at least ``1 − delta``.
     """
 
     epsilon: float  # half-width of the band
@@ -43,23 +43,23 @@ class DKWBand:
         }
 
 
-def clopper_pearson_upper(k: int, n: int, *, alpha: float = 0.01) -> float:
+def clopper_pearson_upper(k: int, n: int, *, delta: float = 0.01) -> float:
     """Upper bound on a leak probability from k leaks in n samples, exact rather than asymptotic so n=0 leaks is fine.
 
     Paper: Clopper & Pearson 1934, Biometrika 26(4); one-sided form as used by Scholten et al. 2025, §4.
 
-    ``p_u`` solves ``P(Bin(n, p_u) ≤ k) = alpha``, i.e. ``p_u = Beta⁻¹(1 − alpha; k + 1, n − k)`` (scipy's beta
-    quantile); ``p_u = 1`` when ``k = n`` and ``p_u = 1 − alpha^(1/n)`` when ``k = 0``.
+    ``p_u`` solves ``P(Bin(n, p_u) ≤ k) = delta``, i.e. ``p_u = Beta⁻¹(1 − delta; k + 1, n − k)`` (scipy's beta
+    quantile); ``p_u = 1`` when ``k = n`` and ``p_u = 1 − delta^(1/n)`` when ``k = 0``.
 
     Args:
         k: number of samples that leaked, ``0 ≤ k ≤ n``.
         n: number of samples, ``n ≥ 1``.
-        alpha: one minus the confidence, in (0, 1).
+        delta: δ, the failure probability, in (0, 1): the bound holds with probability ≥ 1 − δ.
 
     Returns:
         The bound ``p_u`` as a float in (0, 1].
     """
-    _check_alpha(alpha)
+    _check_delta(delta)
     if isinstance(k, bool) or isinstance(n, bool) or int(k) != k or int(n) != n:
         raise ValueError(f"k and n must be integers, got k={k!r}, n={n!r}")
     k, n = int(k), int(n)
@@ -67,30 +67,30 @@ def clopper_pearson_upper(k: int, n: int, *, alpha: float = 0.01) -> float:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     if k == n:
         return 1.0
-    return float(stats.beta.ppf(1.0 - alpha, k + 1, n - k))
+    return float(stats.beta.ppf(1.0 - delta, k + 1, n - k))
 
 
-def dkw_band(scores: Scores, *, alpha: float = 0.01) -> DKWBand:
+def dkw_band(scores: Scores, *, delta: float = 0.01) -> DKWBand:
     """A band around the empirical CDF that holds at every threshold at once, so any functional of it is bounded too.
 
     Paper: Dvoretzky, Kiefer & Wolfowitz 1956 with Massart's constant (Ann. Probab. 18(3), 1990).
 
-    ``P(sup_x |F_n(x) − F(x)| > ε) ≤ 2 exp(−2 n ε²)``, so ``ε = sqrt(log(2 / alpha) / (2 n))``.
+    ``P(sup_x |F_n(x) − F(x)| > ε) ≤ 2 exp(−2 n ε²)``, so ``ε = sqrt(log(2 / delta) / (2 n))``.
 
     Args:
         scores: (N,) i.i.d. per-sample scores in [0, 1].
-        alpha: one minus the confidence, in (0, 1).
+        delta: δ, the failure probability, in (0, 1): the bound holds with probability ≥ 1 − δ.
     """
-    _check_alpha(alpha)
+    _check_delta(delta)
     x = _check_scores(scores).sort().values  # (N,)
     n = x.numel()
-    epsilon = math.sqrt(math.log(2.0 / alpha) / (2.0 * n))
+    epsilon = math.sqrt(math.log(2.0 / delta) / (2.0 * n))
     # F_n is right-continuous: at the i-th sorted score (0-based) it counts every score ≤ x[i], ties included.
     ecdf = torch.searchsorted(x, x, right=True).to(torch.float64) / n  # (N,)
     return DKWBand(epsilon, x, (ecdf - epsilon).clamp_min(0.0), (ecdf + epsilon).clamp_max(1.0))
 
 
-def expectation_upper(scores: Scores, *, alpha: float = 0.01) -> float:
+def expectation_upper(scores: Scores, *, delta: float = 0.01) -> float:
     """Upper bound on the mean score, the quantity a greedy single answer cannot bound.
 
     Paper: Scholten et al. 2025, §4 (expectation bound from the DKW band).
@@ -99,25 +99,25 @@ def expectation_upper(scores: Scores, *, alpha: float = 0.01) -> float:
 
     Args:
         scores: (N,) i.i.d. per-sample scores in [0, 1].
-        alpha: one minus the confidence, in (0, 1).
+        delta: δ, the failure probability, in (0, 1): the bound holds with probability ≥ 1 − δ.
     """
-    band = dkw_band(scores, alpha=alpha)
+    band = dkw_band(scores, delta=delta)
     return _survival_integral(band.x, torch.cat([band.lower.new_zeros(1), band.lower]), power=1)
 
 
-def std_upper(scores: Scores, *, alpha: float = 0.01) -> float:
+def std_upper(scores: Scores, *, delta: float = 0.01) -> float:
     """Upper bound on the score's standard deviation, which says how much a single sampled answer can vary.
 
     Derived from the same DKW band (Scholten et al. 2025, §4), so both halves hold on one event of probability
-    ``≥ 1 − alpha``: ``Var X = E[X²] − E[X]²`` with ``E[X²] = ∫₀¹ 2x (1 − F(x)) dx ≤ ∫₀¹ 2x (1 − F_lo(x)) dx`` and
+    ``≥ 1 − delta``: ``Var X = E[X²] − E[X]²`` with ``E[X²] = ∫₀¹ 2x (1 − F(x)) dx ≤ ∫₀¹ 2x (1 − F_lo(x)) dx`` and
     ``E[X] ≥ ∫₀¹ (1 − F_hi(x)) dx ≥ 0``, where ``F_lo = max(F_n − ε, 0)``, ``F_hi = min(F_n + ε, 1)`` (ε below the
     first score). The variance bound is capped at 1/4, Popoviciu's inequality for [0, 1] (Amer. Math. Monthly 1935).
 
     Args:
         scores: (N,) i.i.d. per-sample scores in [0, 1].
-        alpha: one minus the confidence, in (0, 1).
+        delta: δ, the failure probability, in (0, 1): the bound holds with probability ≥ 1 − δ.
     """
-    band = dkw_band(scores, alpha=alpha)
+    band = dkw_band(scores, delta=delta)
     second_moment_upper = _survival_integral(band.x, torch.cat([band.lower.new_zeros(1), band.lower]), power=2)
     below_first = band.upper.new_full((1,), band.epsilon)
     mean_lower = _survival_integral(band.x, torch.cat([below_first, band.upper]), power=1)
@@ -162,7 +162,7 @@ def _check_scores(scores: Scores) -> Tensor:
     return x
 
 
-def _check_alpha(alpha: float) -> None:
+def _check_delta(delta: float) -> None:
     """Bounds at confidence 0 or 1 are meaningless or infinite."""
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")

@@ -11,7 +11,7 @@ import torch
 
 from unlearn.data.sources import SyntheticMCQ, SyntheticQA
 from unlearn.data.tofu import SyntheticPerturbedQA
-from unlearn.eval.report import format_table, run_summary
+from unlearn.eval.summary import format_table, run_summary
 from unlearn.eval.tasks import EvalTask, MCQTask, MIATask, QATask
 from unlearn.eval.tofu import TOFUTask
 from unlearn.io import atomic_write_json, prepare_output

@@ -45,10 +45,10 @@ class _Accuracy(Metric):
 class QAAccuracy(_Accuracy):
     """Exact match after SQuAD-style normalisation, so case, punctuation and articles do not count."""
 
-    def update(self, predictions: list[str], references: list[str]) -> None:
-        pairs = _pairs(predictions, references)
+    def update(self, predictions: list[str], answers: list[str]) -> None:
+        pairs = _pairs(predictions, answers)
         self.correct += sum(normalize_answer(p) == normalize_answer(r) for p, r in pairs)
-        self.total += len(references)
+        self.total += len(answers)
 
 
 class MCQAccuracy(_Accuracy):
@@ -64,7 +64,7 @@ class MCQAccuracy(_Accuracy):
 
 
 class Entailment(_Accuracy):
-    """Share of generated answers an NLI model judges to entail the reference: a hit that exact match misses.
+    """Share of generated answers an NLI model judges to entail the true answer: a hit that exact match misses.
 
     Paper: Yuan et al. 2024, "A Closer Look at Machine Unlearning for Large Language Models", arXiv:2410.08109
     (their entailment score, with the same default NLI model).
@@ -73,7 +73,7 @@ class Entailment(_Accuracy):
     def __init__(
         self,
         model: str = "sileod/deberta-v3-base-tasksource-nli",
-        premise: Literal["prediction", "reference"] = "prediction",
+        premise: Literal["prediction", "answer"] = "prediction",
         batch_size: int = 32,
         **kwargs,
     ) -> None:
@@ -82,43 +82,43 @@ class Entailment(_Accuracy):
             model: a sequence-classification NLI model, by hub id or local path, whose config names an
                 "entailment" label in id2label.
             premise: which text is the premise; the other is the hypothesis. "prediction" asks whether the
-                answer entails the reference (the reference's fact was stated).
+                generated answer entails the true answer (the true answer's fact was stated).
             batch_size: pairs per NLI forward pass.
         """
         super().__init__(**kwargs)
-        if premise not in ("prediction", "reference"):
-            raise ValueError(f"premise={premise!r} must be 'prediction' or 'reference'")
+        if premise not in ("prediction", "answer"):
+            raise ValueError(f"premise={premise!r} must be 'prediction' or 'answer'")
         self.premise = premise
         self.judge = NLIJudge(model, batch_size=batch_size)
 
-    def update(self, predictions: list[str], references: list[str], entailed: torch.Tensor | None = None) -> None:
+    def update(self, predictions: list[str], answers: list[str], entailed: torch.Tensor | None = None) -> None:
         """Judge each pair, or count the verdicts `entailed` (B,) that `entailed()` already gave for these pairs."""
-        entailed = self.entailed(predictions, references) if entailed is None else entailed
+        entailed = self.entailed(predictions, answers) if entailed is None else entailed
         self.correct += int(entailed.sum())
-        self.total += len(references)
+        self.total += len(answers)
 
-    def entailed(self, predictions: list[str], references: list[str]) -> torch.Tensor:
+    def entailed(self, predictions: list[str], answers: list[str]) -> torch.Tensor:
         """(B,) bool: the judge's verdict per pair, for per-item results."""
-        pairs = list(_pairs(predictions, references))
-        if self.premise == "reference":
+        pairs = list(_pairs(predictions, answers))
+        if self.premise == "answer":
             pairs = [(r, p) for p, r in pairs]
         return self.judge([p for p, _ in pairs], [h for _, h in pairs])
 
 
 class NumericMatch(_Accuracy):
-    """GSM8K accuracy: the last number of the generation equals the reference's final number exactly."""
+    """GSM8K accuracy: the last number of the generation equals the true answer's final number exactly."""
 
-    def update(self, predictions: list[str], references: list[str]) -> None:
-        pairs = list(_pairs(predictions, references))
+    def update(self, predictions: list[str], answers: list[str]) -> None:
+        pairs = list(_pairs(predictions, answers))
         self.correct += sum(numbers_match(p, r) for p, r in pairs)
         self.total += len(pairs)
 
 
-def numbers_match(prediction: str, reference: str) -> bool:
+def numbers_match(prediction: str, answer: str) -> bool:
     """Whether both texts end in the same number (compared as exact rationals, so 18 == 18.0 and 1,000 == 1000)."""
-    predicted, expected = final_number(prediction), final_number(reference)
+    predicted, expected = final_number(prediction), final_number(answer)
     if expected is None:
-        raise ValueError(f"reference {reference!r} holds no number; GSM8K answers end in '#### <number>'")
+        raise ValueError(f"answer {answer!r} holds no number; GSM8K answers end in '#### <number>'")
     return predicted is not None and Fraction(predicted) == Fraction(expected)
 
 
@@ -157,10 +157,10 @@ class _Mean(Metric):
 
 
 class RougeLRecall(_Mean):
-    """Mean ROUGE-L recall of generated answers against references (TOFU's ROUGE): partial credit for open answers."""
+    """Mean ROUGE-L recall of generated answers against the true ones (TOFU's ROUGE): partial credit for open ones."""
 
-    def update(self, predictions: list[str], references: list[str]) -> None:
-        self._add(torch.tensor([rouge_l_recall(p, r) for p, r in _pairs(predictions, references)]))
+    def update(self, predictions: list[str], answers: list[str]) -> None:
+        self._add(torch.tensor([rouge_l_recall(p, r) for p, r in _pairs(predictions, answers)]))
 
 
 class AnswerProbability(_Mean):
@@ -217,16 +217,16 @@ class ForgetQuality(Metric):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.add_state("ratios", default=[], dist_reduce_fx="cat")
-        self.add_state("reference_ratios", default=[], dist_reduce_fx="cat")
+        self.add_state("retain_ratios", default=[], dist_reduce_fx="cat")
 
-    def update(self, ratios: torch.Tensor, reference_ratios: torch.Tensor) -> None:
+    def update(self, ratios: torch.Tensor, retain_ratios: torch.Tensor) -> None:
         """(B,) truth ratios of the evaluated and of the retain model on the same questions."""
         self.ratios.append(ratios.detach().double())
-        self.reference_ratios.append(reference_ratios.detach().double().to(ratios.device))
+        self.retain_ratios.append(retain_ratios.detach().double().to(ratios.device))
 
     def compute(self) -> torch.Tensor:
-        ratios, reference = _nonempty(self, self.ratios), _nonempty(self, self.reference_ratios)
-        return torch.tensor(ks_2samp(ratios.cpu().numpy(), reference.cpu().numpy()).pvalue, dtype=torch.float32)
+        ratios, retain = _nonempty(self, self.ratios), _nonempty(self, self.retain_ratios)
+        return torch.tensor(ks_2samp(ratios.cpu().numpy(), retain.cpu().numpy()).pvalue, dtype=torch.float32)
 
 
 class LeakageBound(Metric):
@@ -236,16 +236,16 @@ class LeakageBound(Metric):
     is_differentiable = False
     higher_is_better = False
 
-    def __init__(self, alpha: float = 0.01, **kwargs) -> None:
+    def __init__(self, delta: float = 0.01, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.alpha = alpha
+        self.delta = delta
         self.add_state("bound_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("prompts", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, leaks: torch.Tensor, samples: int) -> None:
         """`leaks` (B,) counts, per prompt, the samples out of `samples` that gave the true answer."""
         for k in leaks.tolist():
-            self.bound_sum += clopper_pearson_upper(int(k), samples, alpha=self.alpha)
+            self.bound_sum += clopper_pearson_upper(int(k), samples, delta=self.delta)
         self.prompts += len(leaks)
 
     def compute(self) -> torch.Tensor:
@@ -262,22 +262,22 @@ class ScoreBound(_Mean):
 
     higher_is_better = False
 
-    def __init__(self, statistic: Literal["mean", "std"] = "mean", alpha: float = 0.01, **kwargs) -> None:
+    def __init__(self, statistic: Literal["mean", "std"] = "mean", delta: float = 0.01, **kwargs) -> None:
         """
         Args:
             statistic: mean bounds E[score] (``expectation_upper``), std its standard deviation (``std_upper``).
-            alpha: one minus the confidence of each prompt's bound.
+            delta: δ, the failure probability of each prompt's bound (0.01: 99% confidence).
         """
         super().__init__(**kwargs)
         if statistic not in ("mean", "std"):
             raise ValueError(f"statistic={statistic!r} must be 'mean' or 'std'")
         self.statistic = statistic
-        self.alpha = alpha
+        self.delta = delta
 
     def update(self, scores: torch.Tensor) -> None:
         """`scores` (B, N): per prompt, the scores in [0, 1] of its N sampled answers."""
         bound = expectation_upper if self.statistic == "mean" else std_upper
-        self._add(torch.tensor([bound(row, alpha=self.alpha) for row in scores], dtype=torch.float64))
+        self._add(torch.tensor([bound(row, delta=self.delta) for row in scores], dtype=torch.float64))
 
 
 class MembershipAUC(Metric):
@@ -322,26 +322,26 @@ class PrivLeak(MembershipAUC):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("reference_scores", default=[], dist_reduce_fx="cat")
+        self.add_state("retain_scores", default=[], dist_reduce_fx="cat")
 
-    def update(self, scores: torch.Tensor, members: torch.Tensor, reference_scores: torch.Tensor) -> None:
+    def update(self, scores: torch.Tensor, members: torch.Tensor, retain_scores: torch.Tensor) -> None:
         """(B,) loss-like scores of the evaluated model, membership, and the retain model's scores of the same rows."""
         super().update(scores, members)
-        self.reference_scores.append(reference_scores.detach().double().to(scores.device))
+        self.retain_scores.append(retain_scores.detach().double().to(scores.device))
 
     def compute(self) -> torch.Tensor:
         scores, members = self._split()
-        reference = dim_zero_cat(self.reference_scores)
+        retain = dim_zero_cat(self.retain_scores)
         auc_unlearned = auc(scores[members], scores[~members])
-        auc_retain = auc(reference[members], reference[~members])
+        auc_retain = auc(retain[members], retain[~members])
         return torch.tensor(100 * privleak(auc_unlearned, auc_retain), dtype=torch.float32)
 
 
-def _pairs(predictions: list[str], references: list[str]):
-    """(prediction, reference) pairs; a length mismatch means rows were lost, so it is an error."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    return zip(predictions, references, strict=True)
+def _pairs(predictions: list[str], answers: list[str]):
+    """(prediction, answer) pairs; a length mismatch means rows were lost, so it is an error."""
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
+    return zip(predictions, answers, strict=True)
 
 
 def _nonempty(metric: Metric, values: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:

@@ -22,15 +22,15 @@ def lcs_length(a: list[str], b: list[str]) -> int:
     return row[-1]
 
 
-def rouge_l_recall(prediction: str, reference: str) -> float:
-    """How much of the reference the prediction reproduces in order, the open-answer score TOFU reports.
+def rouge_l_recall(prediction: str, answer: str) -> float:
+    """How much of the true answer the prediction reproduces in order, the open-answer score TOFU reports.
 
     Paper: Lin 2004, "ROUGE: A Package for Automatic Evaluation of Summaries" (ROUGE-L); TOFU (Maini et al. 2024,
     arXiv:2401.06121) reports its recall.
 
-    ``R_lcs = LCS(prediction, reference) / |reference|`` over `rouge_tokens`; 0.0 for an empty reference.
+    ``R_lcs = LCS(prediction, answer) / |answer|`` over `rouge_tokens`; 0.0 for an empty answer.
     """
-    reference_tokens = rouge_tokens(reference)
-    if not reference_tokens:
+    answer_tokens = rouge_tokens(answer)
+    if not answer_tokens:
         return 0.0
-    return lcs_length(rouge_tokens(prediction), reference_tokens) / len(reference_tokens)
+    return lcs_length(rouge_tokens(prediction), answer_tokens) / len(answer_tokens)

@@ -27,7 +27,7 @@ from unlearn.eval.metrics import (
     normalize_answer,
 )
 from unlearn.eval.mia import loss_score, min_k_plus_plus_score, min_k_score, zlib_score
-from unlearn.eval.reference import RetainReference
+from unlearn.eval.retain_model import RetainModelScores
 from unlearn.eval.rouge import rouge_l_recall
 from unlearn.eval.scoring import choice_logprobs, generate_answers
 from unlearn.losses import shifted_logprobs
@@ -115,7 +115,7 @@ class QATask(EvalTask):
             source: a qa source.
             max_new_tokens: generation budget per answer.
             nli_model: an NLI model (hub id or path, e.g. sileod/deberta-v3-base-tasksource-nli) to also report
-                `<split>/qa_entailment`, the share of answers it judges to entail the reference; None skips it.
+                `<split>/qa_entailment`, the share of answers it judges to entail the true answer; None skips it.
             limit: evaluate only the first N rows.
         """
         super().__init__(split, source, limit)
@@ -146,16 +146,16 @@ class QATask(EvalTask):
             progress=progress,
             prompt_format=prompt_format,
         )
-        references = [r["answer"] for r in rows]
-        metric["qa_acc"].update(predictions, references)
-        metric["qa_rougeL"].update(predictions, references)
+        answers = [r["answer"] for r in rows]
+        metric["qa_acc"].update(predictions, answers)
+        metric["qa_rougeL"].update(predictions, answers)
         items = [
             {"question": r["question"], "answer": a, "prediction": p, "rougeL": rouge_l_recall(p, a)}
-            for r, p, a in zip(rows, predictions, references, strict=True)
+            for r, p, a in zip(rows, predictions, answers, strict=True)
         ]
         if "qa_entailment" in metric:
-            entailed = metric["qa_entailment"].entailed(predictions, references)
-            metric["qa_entailment"].update(predictions, references, entailed=entailed)
+            entailed = metric["qa_entailment"].entailed(predictions, answers)
+            metric["qa_entailment"].update(predictions, answers, entailed=entailed)
             for item, verdict in zip(items, entailed.tolist(), strict=True):
                 item["entailed"] = verdict
         return items
@@ -195,8 +195,8 @@ class GSM8KTask(EvalTask):
             model, tokenizer, [r["question"] for r in rows], max_new_tokens=self.max_new_tokens,
             batch_size=batch_size, stop=self.stop, progress=progress, prompt_format=prompt_format,
         )  # fmt: skip
-        references = [r["answer"] for r in rows]
-        metric.update(predictions, references)
+        answers = [r["answer"] for r in rows]
+        metric.update(predictions, answers)
         return [
             {"question": r["question"], "answer": final_number(r["answer"]), "prediction": p,
              "predicted_number": final_number(p)}
@@ -253,14 +253,15 @@ class MCQTask(EvalTask):
 
 
 class SampledQATask(EvalTask):
-    """Probabilistic leakage (Scholten et al. 2025): sample N answers per question and bound what leaks at 1-alpha.
+    """Probabilistic leakage (Scholten et al. 2025): sample N answers per question and bound what leaks at 1-delta.
 
     Per question: a Clopper-Pearson bound on P(a sample is the answer), and, from the DKW band of the samples'
-    ROUGE-L recalls, bounds on their mean and standard deviation; each bound holds with probability 1-alpha.
+    ROUGE-L recalls, bounds on their mean and standard deviation; each bound holds with probability 1-delta.
     """
 
     kind = "qa"
     metric_suffix = "leak_bound"
+    renamed_args = {"alpha": "delta"}
 
     def __init__(
         self,
@@ -268,7 +269,7 @@ class SampledQATask(EvalTask):
         source: Source,
         num_samples: int = 32,
         temperature: float = 1.0,
-        alpha: float = 0.01,
+        delta: float = 0.01,
         max_new_tokens: int = 16,
         limit: int | None = None,
     ) -> None:
@@ -278,7 +279,7 @@ class SampledQATask(EvalTask):
             source: a qa source.
             num_samples: answers sampled per question.
             temperature: sampling temperature.
-            alpha: one minus the confidence of each bound (Clopper-Pearson, DKW).
+            delta: δ, the failure probability of each bound (Clopper-Pearson, DKW): 0.01 is 99% confidence.
             max_new_tokens: generation budget per answer.
             limit: evaluate only the first N rows.
         """
@@ -287,7 +288,7 @@ class SampledQATask(EvalTask):
             raise ValueError(f"num_samples={num_samples} must be at least 1")
         self.num_samples = num_samples
         self.temperature = temperature
-        self.alpha = alpha
+        self.delta = delta
         self.max_new_tokens = max_new_tokens
 
     @property
@@ -296,9 +297,9 @@ class SampledQATask(EvalTask):
 
     def make_metric(self) -> Metric:
         parts = {
-            "leak_bound": LeakageBound(alpha=self.alpha),
-            "rougeL_mean_bound": ScoreBound("mean", alpha=self.alpha),
-            "rougeL_std_bound": ScoreBound("std", alpha=self.alpha),
+            "leak_bound": LeakageBound(delta=self.delta),
+            "rougeL_mean_bound": ScoreBound("mean", delta=self.delta),
+            "rougeL_std_bound": ScoreBound("std", delta=self.delta),
         }
         return MetricCollection(parts, compute_groups=False)
 
@@ -318,10 +319,10 @@ class SampledQATask(EvalTask):
             scores.append(rouge)
             items.append({
                 "question": row["question"], "answer": row["answer"], "leaks": k, "samples": n,
-                "bound": clopper_pearson_upper(k, n, alpha=self.alpha), "answer_entropy": answer_entropy(answers),
-                "rougeL": sum(rouge) / n, "rougeL_mean_bound": expectation_upper(rouge, alpha=self.alpha),
-                "rougeL_std_bound": std_upper(rouge, alpha=self.alpha),
-                "dkw_band": dkw_band(rouge, alpha=self.alpha).steps(),
+                "bound": clopper_pearson_upper(k, n, delta=self.delta), "answer_entropy": answer_entropy(answers),
+                "rougeL": sum(rouge) / n, "rougeL_mean_bound": expectation_upper(rouge, delta=self.delta),
+                "rougeL_std_bound": std_upper(rouge, delta=self.delta),
+                "dkw_band": dkw_band(rouge, delta=self.delta).steps(),
             })  # fmt: skip
         metric["leak_bound"].update(torch.tensor(leaks), n)
         metric["rougeL_mean_bound"].update(torch.tensor(scores, dtype=torch.float64))
@@ -361,7 +362,7 @@ class MIATask(EvalTask):
         self.nonmembers = nonmembers
         self.score = score
         self.k = k
-        self.retain = RetainReference(retain_model) if retain_model else None
+        self.retain = RetainModelScores(retain_model) if retain_model else None
 
     @property
     def metric_name(self) -> str:
@@ -393,9 +394,11 @@ class MIATask(EvalTask):
             for r, s in zip(rows, scores, strict=True)
         ]
         if self.retain:
-            reference = self.retain.values(model, rows, lambda m, t, r: self.scores(m, t, r, batch_size, prompt_format))
-            metric[f"mia_{self.score}_privleak"].update(scores.to(model.device), members, reference)
-            for item, s in zip(items, reference.tolist(), strict=True):
+            retain_scores = self.retain.values(
+                model, rows, lambda m, t, r: self.scores(m, t, r, batch_size, prompt_format)
+            )
+            metric[f"mia_{self.score}_privleak"].update(scores.to(model.device), members, retain_scores)
+            for item, s in zip(items, retain_scores.tolist(), strict=True):
                 item["retain_score"] = s
         return items
 

@@ -17,7 +17,7 @@ from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
 from unlearn.eval.likelihood import mean_answer_logprobs
 from unlearn.eval.metrics import AnswerProbability, ForgetQuality, TruthRatio
-from unlearn.eval.reference import RetainReference
+from unlearn.eval.retain_model import RetainModelScores
 from unlearn.eval.tasks import QATask
 
 UTILITY_PARTS = ("answer_prob", "qa_rougeL", "truth_ratio")
@@ -52,7 +52,7 @@ class TOFUTask(QATask):
         if side not in ("forget", "retain"):
             raise ValueError(f"TOFUTask({split}): side={side!r} must be 'forget' or 'retain'")
         self.side = side
-        self.retain = RetainReference(retain_model) if retain_model and side == "forget" else None
+        self.retain = RetainModelScores(retain_model) if retain_model and side == "forget" else None
 
     @property
     def metric_names(self) -> list[str]:
@@ -90,11 +90,11 @@ class TOFUTask(QATask):
         for item, p, r in zip(items, probability.tolist(), ratio.tolist(), strict=True):
             item.update(answer_prob=p, truth_ratio=r)
         if self.retain:
-            reference = self.retain.values(
+            retain_ratios = self.retain.values(
                 model, rows, lambda m, t, r: likelihood_metrics(m, t, r, batch_size, prompt_format)[1]
             )
-            metric["forget_quality"].update(ratio, reference)
-            for item, r in zip(items, reference.tolist(), strict=True):
+            metric["forget_quality"].update(ratio, retain_ratios)
+            for item, r in zip(items, retain_ratios.tolist(), strict=True):
                 item["retain_truth_ratio"] = r
         return items
 

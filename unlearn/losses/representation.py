@@ -30,14 +30,14 @@ def masked_mse(
         mask: (B, T) bool or 0/1; tokens that count.
         num_tokens: the denominator; pass the global batch's selected tokens per rank so that averaging gradients
             over ranks gives the global mean, whatever the number of ranks.
-        backend: torch (and auto) compute it here; triton is the one-pass kernel (unlearn.kernels.masked_mse,
+        backend: torch (and auto) compute it here; triton is the one-pass kernel (unlearn.kernels.fused_masked_mse,
             target (D,) or (B, T, D)), opt-in until a GPU measurement shows it beats this code.
 
     Returns:
         Scalar tensor.
     """
     if backend == "triton":
-        from unlearn.kernels import masked_mse as fused_masked_mse  # Triton exists on Linux only; import on first use
+        from unlearn.kernels import fused_masked_mse  # Triton exists on Linux only; import on first use
 
         return fused_masked_mse(hidden, target, mask, num_tokens=num_tokens, backend="triton")
     dtype = torch.promote_types(hidden.dtype, torch.float32)
@@ -55,7 +55,7 @@ def rmu_loss(
     retain_reference: Tensor,
     retain_mask: Tensor,
     *,
-    alpha: float,
+    retain_weight: float,
     forget_tokens: Tensor | None = None,
     retain_tokens: Tensor | None = None,
     backend: Literal["auto", "triton", "torch"] = "torch",
@@ -64,10 +64,10 @@ def rmu_loss(
 
     Paper: Li et al. 2024, "The WMDP Benchmark", arXiv:2403.03218.
 
-    ``L = masked_mse(h_π(f), c·u) + α · masked_mse(h_π(r), h_ref(r))``.
+    ``L = masked_mse(h_π(f), c·u) + w · masked_mse(h_π(r), h_ref(r))``.
 
     Legend: h_π, h_ref layer-ℓ hidden states of policy and reference; f forget, r retain tokens;
-    u a fixed random unit vector; c the steering coefficient; α the retain weight.
+    u a fixed random unit vector; c the steering coefficient; w the retain weight.
 
     Args:
         forget_hidden: (B, T, D) h_π(f).
@@ -76,7 +76,7 @@ def rmu_loss(
         retain_hidden: (B', T', D) h_π(r).
         retain_reference: (B', T', D) h_ref(r); a constant (detached).
         retain_mask: (B', T') retain tokens that count.
-        alpha: α.
+        retain_weight: w.
         forget_tokens: `num_tokens` of the forget term's masked_mse (default the mask's count).
         retain_tokens: the same for the retain term.
         backend: where both masked_mse terms run (see ``masked_mse``).
@@ -88,7 +88,7 @@ def rmu_loss(
     retain_term = masked_mse(
         retain_hidden, retain_reference.detach(), retain_mask, num_tokens=retain_tokens, backend=backend
     )
-    return forget_term + alpha * retain_term, forget_term, retain_term
+    return forget_term + retain_weight * retain_term, forget_term, retain_term
 
 
 def adaptive_steering_coeff(reference_hidden: Tensor, mask: Tensor, *, scale: float) -> Tensor:

@@ -9,29 +9,29 @@ from unlearn.losses.nll import LMHeadInputs, shifted_logprobs, token_denominator
 
 
 def wga_loss(
-    logits: Tensor | LMHeadInputs, labels: Tensor, *, alpha: float = 1.0, num_tokens: Tensor | None = None
+    logits: Tensor | LMHeadInputs, labels: Tensor, *, beta: float = 1.0, num_tokens: Tensor | None = None
 ) -> Tensor:
     """Weighted gradient ascent: tokens the policy already finds unlikely stop pulling, so GA cannot run away.
 
     Paper: Wang et al. 2025, "Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond",
     arXiv:2502.19301.
 
-    ``L = Σ_{b,t} m_{b,t} · sg(p_{b,t}^α) · log p_{b,t} / Σ_{b,t} m_{b,t}``; 0.0 when no answer token exists.
+    ``L = Σ_{b,t} m_{b,t} · sg(p_{b,t}^β) · log p_{b,t} / Σ_{b,t} m_{b,t}``; 0.0 when no answer token exists.
 
     Legend: p_{b,t} = π(y_{t+1} | x, y_{≤t}) the policy's probability of the answer token (``shifted_logprobs``);
-    m the answer mask; sg stop-gradient; α ≥ 0 the weight's power (α = 0 is GA).
+    m the answer mask; sg stop-gradient; β ≥ 0 the weight's power (the paper's α; β = 0 is GA).
 
     Args:
         logits: (B, T, V) policy logits on forget sequences, or ``LMHeadInputs``.
         labels: (B, T) token ids, ``IGNORE_INDEX`` outside answers.
-        alpha: α.
+        beta: β.
         num_tokens: the denominator (default the answer tokens here); the global batch's per rank when sharded.
 
     Returns:
         Scalar tensor.
     """
     logp, mask = shifted_logprobs(logits, labels)
-    return _reweighted_ascent(logp, mask, logp.detach().exp() ** alpha, num_tokens)
+    return _reweighted_ascent(logp, mask, logp.detach().exp() ** beta, num_tokens)
 
 
 def satimp_loss(
@@ -51,7 +51,7 @@ def satimp_loss(
     answer token exists. This is the form of the authors' code (tmlr-group/SatImp, ``satimp``: weight
     ``p**β₁ · (1−p)**β₂`` on the token CE, mean over answer tokens; defaults β₁ = 5, β₂ = 1); the paper's text was not
     reachable from here to compare. p^{β₁} is the saturation weight (low weight once a token is unlikely),
-    (1 − p)^{β₂} the importance weight (the opposite); β₁ = β₂ = 0 is GA, β₂ = 0 is WGA with α = β₁.
+    (1 − p)^{β₂} the importance weight (the opposite); β₁ = β₂ = 0 is GA, β₂ = 0 is WGA with β = β₁.
 
     Legend: p_{b,t} the policy's probability of answer token t+1 (``shifted_logprobs``); m the answer mask;
     sg stop-gradient.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import lightning as L
 import torch
@@ -31,6 +31,9 @@ class UnlearnModule(L.LightningModule, ABC):
     """Base of all methods: subclasses implement `objective(batch) -> {"loss": ..., other terms}`."""
 
     partial_forward = False  # whether `objective` stops the policy's forward at a hooked layer
+    # Deprecated init_args keys and their new names: config files giving the old key still load, with a FutureWarning
+    # (unlearn.config.upgrade); any class a config names (an adapter, an eval task) may list its own.
+    renamed_args: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -271,19 +274,19 @@ def check_fusable_head(model: torch.nn.Module, name: str) -> None:
         raise ValueError(f"fused_logprob needs a plain linear lm-head, but {name} has {kind}; set fused_logprob: false")
 
 
-def tokens(inputs: dict) -> torch.Tensor | None:
+def token_count(inputs: dict) -> torch.Tensor | None:
     """The global answer tokens per rank of a training batch, which token means divide by (None outside fit)."""
     return inputs.get("tokens_per_rank")
 
 
-def tokens_in(labels: torch.Tensor, inputs: dict) -> torch.Tensor | None:
-    """`tokens(inputs)` for labels a method has thinned (all ranks count theirs together; None outside fit)."""
-    if tokens(inputs) is None:
+def token_count_in(labels: torch.Tensor, inputs: dict) -> torch.Tensor | None:
+    """`token_count(inputs)` for labels a method has thinned (all ranks count theirs together; None outside fit)."""
+    if token_count(inputs) is None:
         return None
     count = (labels[:, 1:] != IGNORE_INDEX).sum().float()
     return mean_over_ranks(count, torch.ones((), device=count.device))
 
 
-def positions(inputs: dict) -> torch.Tensor | None:
+def position_count(inputs: dict) -> torch.Tensor | None:
     """The global non-padding positions per rank of a training batch, for means over every token's activation."""
     return inputs.get("positions_per_rank")

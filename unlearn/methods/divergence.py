@@ -20,7 +20,7 @@ from unlearn.losses import (
     undial_loss,
     wga_loss,
 )
-from unlearn.methods.base import UnlearnModule, tokens, tokens_in
+from unlearn.methods.base import UnlearnModule, token_count, token_count_in
 from unlearn.methods.reference import cache_sequence_nll, frozen_copy
 
 
@@ -29,61 +29,73 @@ class GradientAscent(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))}
+        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))}
 
 
 class RetainRegularised(UnlearnModule):
-    """Adds α·L_r on retain data (NLL, or KL to the reference) to a forget objective."""
+    """Adds retain_weight·L_r on retain data (NLL, or KL to the reference) to a forget objective."""
 
-    def __init__(self, *, alpha: float = 1.0, retain_loss: Literal["nll", "kl"] = "nll", **kwargs) -> None:
+    renamed_args = {"alpha": "retain_weight"}
+
+    def __init__(self, *, retain_weight: float = 1.0, retain_loss: Literal["nll", "kl"] = "nll", **kwargs) -> None:
         """
         Args:
-            alpha: weight of the retain term; 0 drops it (and the need for retain data).
+            retain_weight: weight of the retain term; 0 drops it (and the need for retain data).
             retain_loss: nll on retain answers, or kl = KL(π_ref ‖ π) on retain answer tokens (frozen reference).
             **kwargs: see UnlearnModule.
         """
         super().__init__(**kwargs)
-        if alpha < 0:
-            refuse([f"model.init_args.alpha={alpha} would reward a worse retain loss; set alpha >= 0 (0 drops it)"])
-        self.alpha = alpha
+        if retain_weight < 0:
+            refuse(
+                [
+                    f"model.init_args.retain_weight={retain_weight} would reward a worse retain loss; set "
+                    "retain_weight >= 0 (0 drops it)"
+                ]
+            )
+        self.retain_weight = retain_weight
         self.retain_loss = retain_loss
 
     def needs_frozen_reference(self) -> bool:
         """Whether the objective reads a frozen copy of the initial model during training."""
-        return self.alpha > 0 and self.retain_loss == "kl"
+        return self.retain_weight > 0 and self.retain_loss == "kl"
 
     def prepare(self) -> None:
         if self.needs_frozen_reference():
             self.reference = frozen_copy(self.model)
 
     def needed_data(self) -> dict[str, str]:
-        if self.alpha == 0:
+        if self.retain_weight == 0:
             return super().needed_data()
-        missing = f"{type(self).__name__} with alpha={self.alpha} trains on data.retain, which is not set"
-        return {**super().needed_data(), "retain": f"{missing}; add a retain source or set model.init_args.alpha: 0"}
+        missing = (
+            f"{type(self).__name__} with retain_weight={self.retain_weight} trains on data.retain, which is not set"
+        )
+        return {
+            **super().needed_data(),
+            "retain": f"{missing}; add a retain source or set model.init_args.retain_weight: 0",
+        }
 
     def retain_term(self, batch: dict) -> torch.Tensor:
-        """α-free retain loss on this step's retain rows."""
+        """The retain loss on this step's retain rows, before retain_weight."""
         retain = batch["retain"]
         if self.retain_loss == "nll":
-            return mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=tokens(retain))
+            return mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=token_count(retain))
         logits = self(retain)
         with torch.no_grad():
             reference_logits = self.reference(
                 input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
             ).logits
-        return kl_to_reference(logits, reference_logits, retain["labels"], num_tokens=tokens(retain))
+        return kl_to_reference(logits, reference_logits, retain["labels"], num_tokens=token_count(retain))
 
     def with_retain(self, forget_loss: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Total loss and its terms, for logging."""
-        if self.alpha == 0:
+        if self.retain_weight == 0:
             return {"loss": forget_loss, "forget": forget_loss}
         retain = self.retain_term(batch)
-        return {"loss": forget_loss + self.alpha * retain, "forget": forget_loss, "retain": retain}
+        return {"loss": forget_loss + self.retain_weight * retain, "forget": forget_loss, "retain": retain}
 
 
 class GradDiff(RetainRegularised):
-    """GradDiff: γ·(−NLL on forget) + α·L_r, ascent on forget balanced by descent on retain."""
+    """GradDiff: γ·(−NLL on forget) + retain_weight·L_r, ascent on forget balanced by descent on retain."""
 
     def __init__(self, *, gamma: float = 1.0, **kwargs) -> None:
         """
@@ -96,7 +108,7 @@ class GradDiff(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        ascent = gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))
+        ascent = gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))
         return self.with_retain(self.gamma * ascent, batch)
 
 
@@ -183,12 +195,12 @@ class SimNPO(RetainRegularised):
 
 
 class WGA(RetainRegularised):
-    """WGA: gradient ascent with each answer token weighted by its detached probability^α, so ascent self-limits."""
+    """WGA: gradient ascent with each answer token weighted by its detached probability^β, so ascent self-limits."""
 
     def __init__(self, *, beta: float = 1.0, **kwargs) -> None:
         """
         Args:
-            beta: power of the token weight p^β, the paper's α (0 is GA); `alpha` stays the retain weight.
+            beta: power of the token weight p^β, the paper's α (0 is GA).
             **kwargs: see RetainRegularised.
         """
         super().__init__(**kwargs)
@@ -196,7 +208,7 @@ class WGA(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        loss = wga_loss(self.lm_outputs(forget), forget["labels"], alpha=self.beta, num_tokens=tokens(forget))
+        loss = wga_loss(self.lm_outputs(forget), forget["labels"], beta=self.beta, num_tokens=token_count(forget))
         return self.with_retain(loss, batch)
 
 
@@ -217,7 +229,11 @@ class SatImp(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         loss = satimp_loss(
-            self.lm_outputs(forget), forget["labels"], beta1=self.beta1, beta2=self.beta2, num_tokens=tokens(forget)
+            self.lm_outputs(forget),
+            forget["labels"],
+            beta1=self.beta1,
+            beta2=self.beta2,
+            num_tokens=token_count(forget),
         )
         return self.with_retain(loss, batch)
 
@@ -240,7 +256,7 @@ class CEU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         labels = drop_first_answer_tokens(forget["labels"], self.ignore_first_answer_tokens)
-        return self.with_retain(ceu_loss(self(forget), labels, num_tokens=tokens_in(labels, forget)), batch)
+        return self.with_retain(ceu_loss(self(forget), labels, num_tokens=token_count_in(labels, forget)), batch)
 
 
 class UNDIAL(RetainRegularised):
@@ -250,7 +266,7 @@ class UNDIAL(RetainRegularised):
         """
         Args:
             beta: how far the answer token's reference logit is lowered (the paper uses 3-30).
-            **kwargs: see RetainRegularised; the paper trains without a retain term (alpha=0).
+            **kwargs: see RetainRegularised; the paper trains without a retain term (retain_weight=0).
         """
         super().__init__(**kwargs)
         self.beta = beta
@@ -262,5 +278,5 @@ class UNDIAL(RetainRegularised):
         forget = batch["forget"]
         with torch.no_grad():
             reference = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
-        loss = undial_loss(self(forget), reference, forget["labels"], beta=self.beta, num_tokens=tokens(forget))
+        loss = undial_loss(self(forget), reference, forget["labels"], beta=self.beta, num_tokens=token_count(forget))
         return self.with_retain(loss, batch)

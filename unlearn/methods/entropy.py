@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.losses import LMHeadInputs, entropy_objective, token_entropy
-from unlearn.methods.base import tokens
+from unlearn.methods.base import token_count
 from unlearn.methods.divergence import NPO, GradDiff, RetainRegularised
 
 
@@ -66,7 +66,10 @@ class EntropyRegularised(RetainRegularised):
             forget = batch["forget"]
             if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
                 h_forget = token_entropy(
-                    self.lm_outputs(forget), forget["labels"], temperature=self.temperature, num_tokens=tokens(forget)
+                    self.lm_outputs(forget),
+                    forget["labels"],
+                    temperature=self.temperature,
+                    num_tokens=token_count(forget),
                 )
                 return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
             retain = batch["retain"]
@@ -78,8 +81,8 @@ class EntropyRegularised(RetainRegularised):
                 lambda_forget=self.lambda_forget,
                 lambda_retain=self.lambda_retain,
                 temperature=self.temperature,
-                forget_tokens=tokens(forget),
-                retain_tokens=tokens(retain),
+                forget_tokens=token_count(forget),
+                retain_tokens=token_count(retain),
             )
             return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
         finally:
@@ -91,4 +94,4 @@ class NPOEntropy(EntropyRegularised, NPO):
 
 
 class GradDiffEntropy(EntropyRegularised, GradDiff):
-    """GradDiff plus the entropy objective (alpha=0 makes the forget part plain GA)."""
+    """GradDiff plus the entropy objective (retain_weight=0 makes the forget part plain GA)."""

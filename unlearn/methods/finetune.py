@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.losses import mean_token_nll
-from unlearn.methods.base import UnlearnModule, tokens
+from unlearn.methods.base import UnlearnModule, token_count
 
 
 class FineTune(UnlearnModule):
@@ -13,7 +13,7 @@ class FineTune(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         retain = batch["retain"]
-        loss = mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=tokens(retain))
+        loss = mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=token_count(retain))
         return {"loss": loss}
 
     def needed_data(self) -> dict[str, str]:

@@ -21,12 +21,15 @@ class LoRA(Adapter):
 
     Saved in PEFT's format (adapter_config.json + adapter_model.safetensors, loadable with
     `peft.PeftModel.from_pretrained(base, folder)`); with `merge`, also a full Hugging Face model in `merged/`.
+    α is `lora_alpha`.
     """
+
+    renamed_args = {"alpha": "lora_alpha"}
 
     def __init__(
         self,
         r: int = 8,
-        alpha: float = 16.0,
+        lora_alpha: float = 16.0,
         dropout: float = 0.0,
         target_modules: list[str] | str = "all-linear",
         merge: bool = False,
@@ -34,17 +37,18 @@ class LoRA(Adapter):
         """
         Args:
             r: rank of the update.
-            alpha: scale numerator; the update is (alpha / r)·B·A.
+            lora_alpha: scale numerator (PEFT's name); the update is (lora_alpha / r)·B·A.
             dropout: dropout on the adapter's input.
             target_modules: module names (suffixes) to adapt, or "all-linear" for every linear layer but the lm-head.
             merge: also save the merged model (W + (α/r)·B·A) in Hugging Face format under `<save_dir>/merged`.
         """
-        if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
+        if r < 1 or lora_alpha <= 0 or not 0 <= dropout < 1:
             raise ValueError(
-                f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={r}, alpha={alpha}, dropout={dropout}"
+                f"LoRA needs r >= 1, lora_alpha > 0 and 0 <= dropout < 1; got r={r}, lora_alpha={lora_alpha}, "
+                f"dropout={dropout}"
             )
         self.r = r
-        self.alpha = alpha
+        self.lora_alpha = lora_alpha
         self.dropout = dropout
         self.target_modules = target_modules
         self.merge = merge
@@ -55,7 +59,7 @@ class LoRA(Adapter):
 
         return LoraConfig(
             r=self.r,
-            lora_alpha=self.alpha,
+            lora_alpha=self.lora_alpha,
             lora_dropout=self.dropout,
             target_modules=self.target_modules,
             base_model_name_or_path=resolve(model_name),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from unlearn.checks import refuse
 from unlearn.losses import logit_margin_flattening_loss
-from unlearn.methods.base import tokens
+from unlearn.methods.base import token_count
 from unlearn.methods.divergence import RetainRegularised
 from unlearn.strategies import mean_over_ranks
 
@@ -25,22 +26,35 @@ class PDU(RetainRegularised):
     `epsilon` from the retain loss the first step logs.
     """
 
-    def __init__(self, *, epsilon: float, dual_step_size: float = 1.0, **kwargs) -> None:
+    renamed_args = {"alpha": "dual_init"}
+
+    def __init__(self, *, epsilon: float, dual_step_size: float = 1.0, dual_init: float = 1.0, **kwargs) -> None:
         """
         Args:
             epsilon: ε, the bound on the retain loss.
             dual_step_size: η > 0, the dual ascent step.
-            **kwargs: see RetainRegularised; `alpha` is the initial λ (≥ 0).
+            dual_init: λ₀ ≥ 0, the multiplier's initial value (λ then follows the dual ascent).
+            **kwargs: see RetainRegularised; its `retain_weight` does not apply: λ weights the retain term.
         """
         super().__init__(**kwargs)
+        if dual_init < 0:
+            refuse([f"model.init_args.dual_init={dual_init} would reward a worse retain loss; set dual_init >= 0"])
+        if self.retain_weight != 1.0:  # the other methods' alpha became retain_weight; PDU's became dual_init
+            refuse(
+                [
+                    f"model.init_args.retain_weight={self.retain_weight} does not apply to PDU, whose retain term is "
+                    "weighted by the learned λ; set model.init_args.dual_init, λ's initial value, instead"
+                ]
+            )
         if dual_step_size <= 0:
             raise ValueError(f"dual_step_size must be > 0, got {dual_step_size}")
         self.epsilon = epsilon
         self.dual_step_size = dual_step_size
-        self.register_fp32_buffer("dual", torch.tensor(float(self.alpha), dtype=torch.float32))
+        self.dual_init = dual_init
+        self.register_fp32_buffer("dual", torch.tensor(float(dual_init), dtype=torch.float32))
 
     def needs_frozen_reference(self) -> bool:
-        return self.retain_loss == "kl"  # λ may start at 0 and grow, so alpha alone does not decide
+        return self.retain_loss == "kl"  # λ may start at 0 and grow: dual_init alone does not decide
 
     def needed_data(self) -> dict[str, str]:
         missing = "PDU constrains the retain loss on data.retain, which is not set; add a retain source"
@@ -49,7 +63,7 @@ class PDU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """The Lagrangian at the current λ; then one projected dual-ascent step on λ."""
         forget = batch["forget"]
-        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"], num_tokens=tokens(forget))
+        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"], num_tokens=token_count(forget))
         retain = self.retain_term(batch)
         dual = self.dual.clone()
         # The global batch's retain loss (each rank's term is its share of the global mean), so λ is one on all ranks.

@@ -7,28 +7,29 @@ import torch
 from unlearn.eval.metrics import normalize_answer
 from unlearn.eval.scoring import generate_answers
 from unlearn.losses import dpo_loss, idk_ap_retain_loss, mean_token_nll, sequence_nll
-from unlearn.methods.base import tokens
+from unlearn.methods.base import token_count
 from unlearn.methods.divergence import ReferenceScored, RetainRegularised
 
 
 class IDKFineTune(RetainRegularised):
-    """IDK fine-tuning (Maini et al. 2024, TOFU): NLL of refusals on forget questions + α·L_r.
+    """IDK fine-tuning (Maini et al. 2024, TOFU): NLL of refusals on forget questions + retain_weight·L_r.
 
     The forget source supplies the refusals, e.g. `unlearn.data.sources.Refusals(source=...)`.
     """
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        refusal_nll = mean_token_nll(self.lm_outputs(forget), forget["labels"], num_tokens=tokens(forget))
+        refusal_nll = mean_token_nll(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))
         return self.with_retain(refusal_nll, batch)
 
 
 class IDKAP(IDKFineTune):
-    """IDK+AP (Yuan et al. 2024): IDK fine-tuning + α·L_r + γ·(answer preservation: the true retain answer over IDK).
+    """IDK+AP (Yuan et al. 2024): IDK fine-tuning + retain_weight·L_r + γ·(answer preservation:
+    the true retain answer over IDK).
 
-    The refusals paired with the retain questions are those the forget source teaches (the distinct forget
-    answers, e.g. from `Refusals`), assigned to retain rows by row index; they are collated with the data
-    module's collator, so no data change is needed.
+        The refusals paired with the retain questions are those the forget source teaches (the distinct forget
+        answers, e.g. from `Refusals`), assigned to retain rows by row index; they are collated with the data
+        module's collator, so no data change is needed.
     """
 
     def __init__(self, *, beta: float = 0.1, gamma: float = 1.0, **kwargs) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from unlearn.checks import refuse
 from unlearn.losses import adaptive_steering_coeff, mean_token_nll, rmu_loss, rr_coefficients, rr_loss
-from unlearn.methods.base import UnlearnModule, positions
+from unlearn.methods.base import UnlearnModule, position_count
 from unlearn.methods.reference import frozen_copy
 from unlearn.models import decoder_layers
 from unlearn.strategies import mean_over_ranks
@@ -19,13 +19,15 @@ class _StopForward(Exception):
     """Raised by a hook once the last hooked layer has run: later layers are never needed."""
 
 
-def rmu_problems(steering_coeff: float, alpha: float) -> list[str]:
+def rmu_problems(steering_coeff: float, retain_weight: float) -> list[str]:
     """RMU's numbers that make a run meaningless: no control vector to steer to, or a rewarded retain drift."""
     problems = []
     if steering_coeff == 0:
         problems.append("model.init_args.steering_coeff=0 steers forget activations to zero; set it > 0 (6-400)")
-    if alpha < 0:
-        problems.append(f"model.init_args.alpha={alpha} would reward retain drift; set alpha >= 0")
+    if retain_weight < 0:
+        problems.append(
+            f"model.init_args.retain_weight={retain_weight} would reward retain drift; set retain_weight >= 0"
+        )
     return problems
 
 
@@ -36,13 +38,14 @@ class RMU(UnlearnModule):
     """
 
     partial_forward = True
+    renamed_args = {"alpha": "retain_weight"}
 
     def __init__(
         self,
         *,
         layer: int = 2,
         steering_coeff: float = 20.0,
-        alpha: float = 100.0,
+        retain_weight: float = 100.0,
         trainable_layers: list[int] | None = None,
         trainable_param: str = "mlp.down_proj",
         control_seed: int = 0,
@@ -52,7 +55,7 @@ class RMU(UnlearnModule):
         Args:
             layer: index of the decoder layer whose output is steered (0-based).
             steering_coeff: c, the norm-scale of the random control vector.
-            alpha: weight of the retain activation-matching term.
+            retain_weight: weight of the retain activation-matching term.
             trainable_layers: layers whose `trainable_param` is updated; default layer-2..layer.
             trainable_param: which weight inside each trainable layer is updated.
             control_seed: seeds the random direction u.
@@ -61,10 +64,10 @@ class RMU(UnlearnModule):
         self.trainable_layers = trainable_layers or [i for i in range(layer - 2, layer + 1) if i >= 0]
         kwargs["trainable"] = kwargs.get("trainable") or layer_regex(self.trainable_layers, trainable_param)
         super().__init__(**kwargs)
-        refuse(rmu_problems(steering_coeff, alpha))
+        refuse(rmu_problems(steering_coeff, retain_weight))
         self.layer = layer
         self.steering_coeff = steering_coeff
-        self.alpha = alpha
+        self.retain_weight = retain_weight
         self.control_seed = control_seed
 
     def prepare(self) -> None:
@@ -95,9 +98,9 @@ class RMU(UnlearnModule):
             layer_output(self.model, retain, self.layer),
             retain_reference,
             retain["attention_mask"],
-            alpha=self.alpha,
-            forget_tokens=positions(forget),
-            retain_tokens=positions(retain),
+            retain_weight=self.retain_weight,
+            forget_tokens=position_count(forget),
+            retain_tokens=position_count(retain),
             backend=self.kernel_backend,
         )
         return {"loss": total, "forget": forget_term, "retain": retain_term, "coeff": control.norm()}
@@ -178,8 +181,8 @@ class RMULAT(RMU):
         )
 
     def forget_hidden(self, forget: dict[str, torch.Tensor]) -> torch.Tensor:
-        delta = self.attack(forget)
-        with added_to_output(self.model, self.adv_layer, delta):
+        perturbation = self.attack(forget)
+        with added_to_output(self.model, self.adv_layer, perturbation):
             return layer_output(self.model, forget, self.layer)
 
 
@@ -250,8 +253,8 @@ class RR(UnlearnModule):
             retain["attention_mask"],
             forget_coeff=forget_coeff,
             retain_coeff=retain_coeff,
-            forget_tokens=positions(forget),
-            retain_tokens=positions(retain),
+            forget_tokens=position_count(forget),
+            retain_tokens=position_count(retain),
         )
         return {
             "loss": total,
@@ -293,13 +296,13 @@ def layer_output(model: torch.nn.Module, inputs: dict[str, torch.Tensor], layer:
 
 
 @contextmanager
-def added_to_output(model: torch.nn.Module, layer: int, delta: torch.Tensor) -> Iterator[None]:
+def added_to_output(model: torch.nn.Module, layer: int, perturbation: torch.Tensor) -> Iterator[None]:
     """Within the block, decoder layer `layer` outputs h + δ: how a latent adversary perturbs the residual stream."""
 
     def hook(module, args, output):
         if isinstance(output, tuple):
-            return (output[0] + delta, *output[1:])
-        return output + delta
+            return (output[0] + perturbation, *output[1:])
+        return output + perturbation
 
     handle = decoder_layers(model)[layer].register_forward_hook(hook)
     try:
@@ -325,16 +328,18 @@ def latent_pgd(
     batch, length = inputs["input_ids"].shape
     weight = model.get_input_embeddings().weight
     mask = inputs["attention_mask"].unsqueeze(-1).to(weight.dtype)  # (B, T, 1)
-    delta = torch.zeros(batch, length, weight.shape[1], dtype=weight.dtype, device=weight.device)  # (B, T, D)
+    perturbation = torch.zeros(batch, length, weight.shape[1], dtype=weight.dtype, device=weight.device)  # (B, T, D)
     for _ in range(steps):
-        delta.requires_grad_(True)
-        with torch.enable_grad(), added_to_output(model, layer, delta * mask):
+        perturbation.requires_grad_(True)
+        with torch.enable_grad(), added_to_output(model, layer, perturbation * mask):
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-            (grad,) = torch.autograd.grad(mean_token_nll(logits, inputs["labels"]), delta)
+            (grad,) = torch.autograd.grad(mean_token_nll(logits, inputs["labels"]), perturbation)
         step = grad / torch.linalg.vector_norm(grad, dim=-1, keepdim=True).clamp(min=1e-12)
-        delta = delta.detach() - step_size * step
-        delta = delta * (epsilon / torch.linalg.vector_norm(delta, dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1)
-    return delta * mask
+        perturbation = perturbation.detach() - step_size * step
+        perturbation = perturbation * (
+            epsilon / torch.linalg.vector_norm(perturbation, dim=-1, keepdim=True).clamp(min=1e-12)
+        ).clamp(max=1)
+    return perturbation * mask
 
 
 def layer_regex(layers: Sequence[int], param: str) -> str:

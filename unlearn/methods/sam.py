@@ -14,10 +14,11 @@ class NPOSAM(NPO):
     Paper: Fan et al. 2025, "Towards LLM Unlearning Resilient to Relearning Attacks: A Sharpness-Aware Minimization
     Perspective and Beyond", arXiv:2502.05374.
 
-    ``min_θ max_{‖δ‖≤ρ} L_f(θ + δ) + α·L_r(θ)``, δ to first order ``ε = ρ·g/‖g‖``, ``g = ∇L_f(θ)``; each step applies
-    ``∇L_f(θ + ε) + α·∇L_r(θ)`` at θ. Costs two forget forward/backward passes per step. Manual optimisation: the
-    trainer's gradient clipping and accumulation do not apply; θ is restored from a copy, exactly in any dtype (in
-    bf16, θ + ε − ε is not θ). The copy replaces ε's own buffer: ε is built in the gradients' memory.
+    ``min_θ max_{‖δ‖≤ρ} L_f(θ + δ) + w·L_r(θ)`` (w = retain_weight), δ to first order ``ε = ρ·g/‖g‖``,
+    ``g = ∇L_f(θ)``; each step applies ``∇L_f(θ + ε) + w·∇L_r(θ)`` at θ. Costs two forget forward/backward passes per
+    step. Manual optimisation: the trainer's gradient clipping and accumulation do not apply; θ is restored from a
+    copy, exactly in any dtype (in bf16, θ + ε − ε is not θ). The copy replaces ε's own buffer: ε is built in the
+    gradients' memory.
     """
 
     def __init__(self, *, rho: float = 0.01, **kwargs) -> None:
@@ -55,13 +56,13 @@ class NPOSAM(NPO):
         return loss
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Back-propagates ∇L_f(θ+ε) + α·∇L_r(θ) into .grad and returns the terms, detached, for logging."""
+        """Back-propagates ∇L_f(θ+ε) + retain_weight·∇L_r(θ) into .grad and returns the terms, detached, for logging."""
         forget_sharp, forget = self.sharpness_aware_forget(batch)
         terms = {"loss": forget_sharp.detach(), "forget": forget.detach(), "forget_sharp": forget_sharp.detach()}
-        if self.alpha > 0:
+        if self.retain_weight > 0:
             retain = self.retain_term(batch)
-            self.manual_backward(self.alpha * retain)
-            terms |= {"loss": terms["loss"] + self.alpha * retain.detach(), "retain": retain.detach()}
+            self.manual_backward(self.retain_weight * retain)
+            terms |= {"loss": terms["loss"] + self.retain_weight * retain.detach(), "retain": retain.detach()}
         return terms
 
     def sharpness_aware_forget(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

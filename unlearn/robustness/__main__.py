@@ -7,7 +7,7 @@ from pathlib import Path
 
 from unlearn.cli import SaveConfig, UnlearnCLI
 from unlearn.data.datamodule import UnlearnDataModule
-from unlearn.eval.report import resolved_config
+from unlearn.eval.summary import resolved_config
 from unlearn.io import check_writable
 from unlearn.methods import UnlearnModule
 from unlearn.robustness.base import Attack

@@ -9,7 +9,7 @@ import lightning as L
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.eval.evaluator import Evaluator
-from unlearn.eval.report import format_table, run_summary
+from unlearn.eval.summary import format_table, run_summary
 from unlearn.io import atomic_write_json
 from unlearn.methods.base import UnlearnModule
 from unlearn.robustness.base import Attack, Target

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 
 from unlearn.data.datamodule import UnlearnDataModule
-from unlearn.eval.report import format_table
+from unlearn.eval.summary import format_table
 from unlearn.methods.base import UnlearnModule
 from unlearn.robustness.base import Attack, Target
 from unlearn.robustness.runner import jsonable, prepare

@@ -9,7 +9,7 @@ import torch
 from unlearn.models import load_model, load_tokenizer
 
 
-class RetainReference:
+class RetainModelScores:
     """Loads the retain model on first use, scores rows with it, and caches the result for every later phase."""
 
     def __init__(self, name_or_path: str) -> None:
