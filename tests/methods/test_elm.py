@@ -80,7 +80,7 @@ def test_prefix_is_inserted_after_bos_and_aligned():
 
 
 def elm(**kwargs) -> ELM:
-    kwargs = {"concept": "the forget set", "adapter": LoRA(r=4, alpha=8.0), "fluency_tokens": 4, **kwargs}
+    kwargs = {"concept": "the forget set", "adapter": LoRA(r=4, lora_alpha=8.0), "fluency_tokens": 4, **kwargs}
     module = ELM(model="tiny-target", **kwargs)
     module.configure_model()
     return module
@@ -149,7 +149,7 @@ def test_elm_lowers_forget_answers_more_than_retain_answers(tmp_path, fit, adam)
     module = ELM(
         model="tiny-target",
         concept="the forget set",
-        adapter=LoRA(r=8, alpha=16.0),
+        adapter=LoRA(r=8, lora_alpha=16.0),
         fluency_tokens=4,
         optimizer=adam(3e-3),
     )

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from unlearn.checks import refuse
 from unlearn.data.collate import IGNORE_INDEX
 from unlearn.losses import elm_erase_loss, elm_target_logits, mean_token_nll
-from unlearn.methods.base import tokens, tokens_in
+from unlearn.methods.base import token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
 from unlearn.methods.reference import frozen_copy
 
@@ -59,14 +59,14 @@ class ELM(RetainRegularised):
         Args:
             concept: what to erase, in words (e.g. "biology and bioweapons"); replaces {concept} in both prompts.
             eta: erasure strength η of the erase target (the authors' code: 1000, ramped from 1).
-            gamma: weight of the erase term (the paper's λ₁ = 1); `alpha` is the retain term's (λ₂ = 1).
+            gamma: weight of the erase term (the paper's λ₁ = 1); `retain_weight` is the retain term's (λ₂ = 1).
             fluency_weight: weight λ₃ of the conditional-fluency term (1 in the paper); 0 drops it and its sampling.
             fluency_tokens: tokens sampled after each forget question for the fluency term (the authors: 100-300).
             fluency_eta: erasure strength of the sampling distribution (the authors' code generates with 3).
             expert_prompt: c⁺, the context that presents the text as an expert's; {concept} is replaced.
             novice_prompt: c⁻, the context that presents the text as a novice's; {concept} is replaced.
             retain_loss: kl = KL(π_orig ‖ π) on retain answer tokens (the paper's), or nll.
-            **kwargs: see RetainRegularised (alpha, the retain weight) and UnlearnModule (adapter: LoRA).
+            **kwargs: see RetainRegularised (retain_weight) and UnlearnModule (adapter: LoRA).
         """
         super().__init__(retain_loss=retain_loss, **kwargs)
         problems = [
@@ -103,13 +103,13 @@ class ELM(RetainRegularised):
         with torch.no_grad():
             original, novice, expert = self.original_logits(forget["input_ids"], forget["attention_mask"])
         erase = elm_erase_loss(
-            self(forget), original, novice, expert, forget["labels"], eta=self.eta, num_tokens=tokens(forget)
+            self(forget), original, novice, expert, forget["labels"], eta=self.eta, num_tokens=token_count(forget)
         )
         terms = self.with_retain(self.gamma * erase, batch)
         if self.fluency_weight > 0:
             sample = self.fluency_sample(forget)
             fluency = mean_token_nll(
-                self.lm_outputs(sample), sample["labels"], num_tokens=tokens_in(sample["labels"], forget)
+                self.lm_outputs(sample), sample["labels"], num_tokens=token_count_in(sample["labels"], forget)
             )
             terms = {**terms, "loss": terms["loss"] + self.fluency_weight * fluency, "fluency": fluency}
         return terms
