@@ -56,14 +56,14 @@ data:
 def run(root: Path, devices: int, global_batch: int, **settings) -> dict:
     """One fit with `devices` ranks at the given global batch; its memory.json and wall time."""
     root.mkdir(parents=True)
-    (root / "config.yaml").write_text(CONFIG.format(devices=devices, batch=global_batch // devices, **settings))
+    (root / "input.yaml").write_text(CONFIG.format(devices=devices, batch=global_batch // devices, **settings))
     command = [
         sys.executable,
         "-m",
         "unlearn",
         "fit",
         "--config",
-        str(root / "config.yaml"),
+        str(root / "input.yaml"),
         "--trainer.default_root_dir",
         str(root),
         "--model.init_args.save_dir",

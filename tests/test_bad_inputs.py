@@ -230,8 +230,8 @@ def assert_intact(run: Path) -> None:
     """Each earlier output is unchanged, in place or moved aside to `<name>.prev-*`."""
     for name, text in EARLIER.items():
         top, _, inner = name.partition("/")
-        copies = [run / top, *run.glob(f"{top}.prev-*")]
-        assert [c for c in copies if c.exists() and (c / inner if inner else c).read_text() == text], name
+        copies = [c / inner if inner else c for c in [run / top, *run.glob(f"{top}.prev-*")]]
+        assert [c for c in copies if c.exists() and c.read_text() == text], name
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))

@@ -16,7 +16,12 @@ from test_cli import quick_config
 
 from unlearn.cli import main
 
-EARLIER = {"metrics.json": '{"complete": true}', "config.yaml": "earlier: true\n", "model/config.json": "{}"}
+EARLIER = {
+    "metrics.json": '{"complete": true}',
+    "config.yaml": "earlier: true\n",
+    "model/config.json": "{}",
+    "logs/metrics.csv": "epoch,step,train/loss\n0,0,1.0\n",
+}
 FAST_GA = ["--model.init_args.optimizer.init_args.lr", "0.02"]  # GA at a rate that moves the numbers in 2 steps
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -18,6 +21,7 @@ from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.io import prepare_output
 from unlearn.methods import UnlearnModule
+from unlearn.monitor import RunCSVLogger, StepProgressBar
 from unlearn.robustness.trainer import UnlearnTrainer
 from unlearn.validate import settings_problems
 
@@ -47,13 +51,19 @@ class ComposedConfigFile(ActionConfigFile):
 
 
 class SaveConfig(SaveConfigCallback):
-    """Lightning's config.yaml, but an earlier one is moved aside (as every output of a run is), never overwritten."""
+    """Lightning's config.yaml, but in the run folder (Lightning's goes to the logger's folder) and an earlier one
+    moved aside (as every output of a run is), never overwritten."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self.already_saved:
-            path = Path(trainer.log_dir) / self.config_filename
-            prepare_output(path, "trainer.default_root_dir", move=trainer.is_global_zero)
-        super().setup(trainer, pl_module, stage)
+        if self.already_saved:
+            return
+        path = Path(trainer.default_root_dir) / self.config_filename
+        prepare_output(path, "trainer.default_root_dir", move=trainer.is_global_zero)
+        if trainer.is_global_zero:
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)  # every rank knows, as Lightning's
 
 
 class UnlearnCLI(LightningCLI):
@@ -74,6 +84,22 @@ class UnlearnCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
         parser.link_arguments("model.init_args.prompt_format", "data.prompt_format", apply_on="parse")
+        parser.set_defaults({"trainer.log_every_n_steps": 1})  # a curve point per step: runs are short
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        """Lightning's, with the run's defaults: the training curves in `<default_root_dir>/logs/metrics.csv` unless
+        `trainer.logger` names another logger (or false), and a one-line step bar (unlearn.monitor) unless
+        `trainer.enable_progress_bar: false` or the config's callbacks hold a progress bar of their own."""
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = RunCSVLogger(config.get("default_root_dir") or os.getcwd())
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
+        return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
         """Lightning's, refused with one error listing every problem found before any model loads: the config's
@@ -114,9 +140,47 @@ def debugging() -> bool:
     return os.environ.get(DEBUG, "") not in ("", "0")
 
 
+class _DropMessages(logging.Filter):
+    """Drops a library logger's records that start with any of `prefixes`."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+LIBRARY_NOISE = {
+    # Lightning's advertisements for its cloud services (LitLogger, LitModels), printed on every run.
+    "lightning.pytorch.utilities.rank_zero": _DropMessages("💡 Tip:"),
+    # DeepSpeed, imported to check for ZeRO-3 when a model is saved, on a machine without a GPU: Lightning's
+    # "GPU available: False" line already says so, and the CPU strategies say nothing else to configure.
+    "DeepSpeed": _DropMessages("Setting accelerator to CPU"),
+}
+
+
+def quiet_library_noise() -> None:
+    """Silence, at the entry point, what libraries print on every run that asks nothing of the user; what a user can
+    act on (our own warnings, Lightning's about the settings, a run stopped early) is kept."""
+    # Lightning's CombinedLoader flattens every dataloader with torch's deprecated LeafSpec (in
+    # lightning.pytorch.utilities._pytree): a note to Lightning's authors, nothing whoever runs the command can change.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+    for name, drop in LIBRARY_NOISE.items():
+        library = logging.getLogger(name)
+        if drop not in library.filters:
+            library.addFilter(drop)
+
+
 def main(args: list[str] | None = None) -> UnlearnCLI:
     """Entry point of `python -m unlearn`; a run stopped by SIGTERM exits 143, as a killed process does, not 0; a user
     error prints one paragraph and exits 2 when refused before the run starts (UsageError), 1 when found later."""
+    quiet_library_noise()
     args = None if args is None else list(args)
     argv = sys.argv if args is None else args  # Lightning warns when given args as well as a command line
     if "--debug" in argv:

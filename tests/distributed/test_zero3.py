@@ -58,14 +58,14 @@ model:
 def fit(root: Path, *args: str, method: str = NPO, subcommand: str = "fit") -> list[float]:
     """Run `python -m unlearn fit` (or `test`) in a fresh process (Lightning launches the other rank); the losses."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(CONFIG.format(root=root, extra=method.rstrip()))
+    (root / "input.yaml").write_text(CONFIG.format(root=root, extra=method.rstrip()))
     command = [
         sys.executable,
         "-m",
         "unlearn",
         subcommand,
         "--config",
-        str(root / "config.yaml"),
+        str(root / "input.yaml"),
         "--trainer.default_root_dir",
         str(root),
         *args,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from unlearn.eval.plot import load_runs
+from unlearn.eval.plot import RunPoint, axis_limits, figure, load_runs
 from unlearn.report import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,3 +47,23 @@ def test_missing_metrics_json_or_metric_is_a_clear_error(tmp_path, capsys):
         main([str(run), "--y", "retain/model_utility", "--out", str(tmp_path / "x.png")])
     assert "no 'retain/model_utility'" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_small_drop_looks_small_and_overlapping_runs_stay_visible():
+    """A 1.3-point retain drop on the whole [0, 1] axis; two runs on one spot: two markers and two readable names."""
+    points = [RunPoint("NPO", (0.0, 1.0), (0.6, 0.987)), RunPoint("SimNPO", (0.0, 1.0), (0.6, 0.987))]
+    fig = figure(points, "1-forget/mcq_acc", "retain/mcq_acc")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert low <= 0.0 and high >= 1.0, "accuracies are drawn on their whole range"
+    fig.canvas.draw()
+    names = {text.get_text(): text.get_window_extent() for text in ax.texts if text.get_text()}
+    assert set(names) == {"NPO", "SimNPO"} and not names["NPO"].overlaps(names["SimNPO"])
+    after = [c.get_sizes()[0] for c in ax.collections if (c.get_offsets()[0] == (0.6, 0.987)).all()]
+    assert len(set(after)) == 2, "the later run's marker is drawn inside the earlier one, not hidden under it"
+
+
+def test_unbounded_axis_has_a_minimum_span():
+    low, high = axis_limits([40.0, 38.7])  # PrivLeak, in %: 1.3 points
+    assert high - low >= 20 and low < 38.7 and high > 40.0
+    assert axis_limits([0.2, 0.9]) == pytest.approx((-0.05, 1.05))

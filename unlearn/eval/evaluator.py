@@ -26,7 +26,8 @@ class Evaluator(L.Callback):
         Args:
             tasks: what to measure; each gives one `<split>/<metric>` number.
             batch_size: rows per forward or generate call.
-            progress: show a progress bar per task.
+            progress: show a progress bar per task, named by its split and task ("forget MCQ", "retain QA
+                generate"); rank zero only, and never with `trainer.enable_progress_bar: false`.
             save_items: keep per-item results (questions, predictions) in metrics.json.
         """
         names = [n for t in tasks for n in t.metric_names]
@@ -55,10 +56,10 @@ class Evaluator(L.Callback):
         self.metrics.to(pl_module.device)
         results, items = {}, {}
         start = time.perf_counter()
+        show = self.progress and trainer.is_global_zero and trainer.progress_bar_callback is not None
         for task in self.tasks:
             metric = self.metrics[_module_key(task)]
             metric.reset()
-            show = self.progress and trainer.is_global_zero
             with lockstep(pl_module.model):  # ZeRO-3: ranks with different rows still gather parameters together
                 items[task.metric_name] = task.run(
                     pl_module.model,

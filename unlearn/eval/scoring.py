@@ -31,6 +31,7 @@ def generate_answers(
     temperature: float = 1.0,
     stop: Sequence[str] = ("\n",),
     progress: bool = False,
+    desc: str = "generate",
     prompt_format: PromptFormat = PLAIN,
 ) -> list[str]:
     """Answer each question put in `prompt_format`, left-padded so every row continues from its own last token.
@@ -46,6 +47,7 @@ def generate_answers(
         temperature: softmax temperature when sampling.
         stop: strings that end an answer; generation also stops early once every row has produced one.
         progress: show a progress bar over batches.
+        desc: the bar's name (the evaluator's tasks name theirs by split and task, e.g. "retain QA generate").
         prompt_format: how each question is put to the model (the one training used).
 
     Returns:
@@ -60,7 +62,7 @@ def generate_answers(
     tokenizer.padding_side = "left"
     try:
         with evaluating(model), torch.inference_mode():
-            for start in tqdm(range(0, len(questions), batch_size), desc="generate", disable=not progress):
+            for start in tqdm(range(0, len(questions), batch_size), desc=desc, disable=not progress):
                 prompts = [prompt_format.prompt(q, tokenizer) for q in questions[start : start + batch_size]]
                 special = prompt_format.special_tokens
                 batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special)
@@ -99,6 +101,7 @@ def choice_logprobs(
     description: str = "",
     batch_size: int = 32,
     progress: bool = False,
+    desc: str = "score choices",
     prompt_format: PromptFormat = PLAIN,
 ) -> torch.Tensor:
     """Summed log-probability of each choice's continuation given its question, as lm-evaluation-harness does.
@@ -120,6 +123,7 @@ def choice_logprobs(
         description: text before each letter-template prompt (ignored by cloze).
         batch_size: sequences per forward pass.
         progress: show a progress bar over batches.
+        desc: the bar's name (the evaluator's tasks name theirs by split and task, e.g. "forget MCQ").
         prompt_format: how cloze puts the question to the model (letter is lm-evaluation-harness's own template).
 
     Returns:
@@ -136,9 +140,8 @@ def choice_logprobs(
     score = _next_token_scores if single_token else _packed_scores if _takes_custom_mask(model) else _cache_scores
     with evaluating(model), torch.inference_mode():
         prefix = _shared_prefix(model, contexts)
-        per_row = score(
-            model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, progress=progress, prefix=prefix
-        )
+        bar = desc if progress else None
+        per_row = score(model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, bar=bar, prefix=prefix)
     width = max((len(conts) for conts in continuations), default=0)
     scores = torch.full((len(rows), width), float("-inf"), device=model.device)  # (N, C)
     for k, row_scores in enumerate(per_row):
@@ -194,12 +197,12 @@ def _next_token_scores(
     *,
     pad_id: int,
     batch_size: int,
-    progress: bool,
+    bar: str | None,
     prefix: Prefix,
 ) -> list[torch.Tensor]:
     """Fast path for one-token continuations: the next-token log-softmax at each context's end, one forward."""
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, progress, prefix, False):
+    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, bar, prefix, False):
         logprobs = last.float().log_softmax(dim=-1)  # (B, V)
         for row, k in enumerate(index):
             per_row[k] = logprobs[row, [ids[0] for ids in continuations[k]]]  # (C_k,)
@@ -213,7 +216,7 @@ def _cache_scores(
     *,
     pad_id: int,
     batch_size: int,
-    progress: bool,
+    bar: str | None,
     prefix: Prefix,
 ) -> list[torch.Tensor]:
     """Multi-token path for attention kernels without custom masks: each context runs once, its key-value cache
@@ -223,7 +226,7 @@ def _cache_scores(
     continuations alone over the copied cache, the lm-head only at continuation positions.
     """
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, progress, prefix, True):
+    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, bar, prefix, True):
         pairs = [(row, c) for row, k in enumerate(index) for c in range(len(continuations[k]))]
         owner = torch.tensor([row for row, _ in pairs], device=last.device)  # (P,) the context row of each pair
         tokens = [continuations[index[row]][c] for row, c in pairs]
@@ -262,7 +265,7 @@ def _packed_scores(
     *,
     pad_id: int,
     batch_size: int,
-    progress: bool,
+    bar: str | None,
     prefix: Prefix,
 ) -> list[torch.Tensor]:
     """Multi-token path: a question's context and all its choices run as one sequence, each choice attending to the
@@ -278,7 +281,7 @@ def _packed_scores(
     order = sorted(range(len(contexts)), key=lambda k: -(len(contexts[k]) + blocks[k]))
     device = model.device
     dtype = next(model.parameters()).dtype
-    for start in tqdm(range(0, len(order), batch_size), desc="score choices", disable=not progress):
+    for start in tqdm(range(0, len(order), batch_size), desc=bar, disable=bar is None):
         index = order[start : start + batch_size]
         width = max(len(contexts[k]) + blocks[k] for k in index)
         keep = width - min(len(contexts[k]) for k in index) + 1  # lm-head columns: every row's context end onwards
@@ -361,7 +364,7 @@ def _context_forward(
     contexts: list[list[int]],
     pad_id: int,
     batch_size: int,
-    progress: bool,
+    bar: str | None,
     prefix: Prefix,
     keep_cache: bool,
 ) -> Iterator[tuple[list[int], torch.Tensor, object, torch.Tensor]]:
@@ -374,7 +377,7 @@ def _context_forward(
     contexts = [ids[shared:] for ids in contexts]
     order = sorted(range(len(contexts)), key=lambda k: -len(contexts[k]))
     device = model.device
-    for start in tqdm(range(0, len(order), batch_size), desc="score choices", disable=not progress):
+    for start in tqdm(range(0, len(order), batch_size), desc=bar, disable=bar is None):
         index = order[start : start + batch_size]
         width = len(contexts[index[0]])
         input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # (B, T)

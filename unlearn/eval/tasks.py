@@ -38,6 +38,7 @@ class EvalTask(ABC):
 
     kind: str
     metric_suffix: str
+    title: str = ""  # what the task measures, named in its progress bars ("forget MCQ"); default: the class name
 
     def __init__(self, split: str, source: Source, limit: int | None = None) -> None:
         if limit is not None and limit < 1:
@@ -57,6 +58,11 @@ class EvalTask(ABC):
     def metric_name(self) -> str:
         """The task's main `<split>/<metric>` name, which also keys its per-item results."""
         return f"{self.split}/{self.metric_suffix}"
+
+    @property
+    def progress_name(self) -> str:
+        """The name of the task's progress bars: its split and what it measures, e.g. "forget MCQ"."""
+        return f"{self.split} {self.title or type(self).__name__}"
 
     @property
     def metric_names(self) -> list[str]:
@@ -100,6 +106,7 @@ class QATask(EvalTask):
 
     kind = "qa"
     metric_suffix = "qa_acc"
+    title = "QA"
 
     def __init__(
         self,
@@ -144,6 +151,7 @@ class QATask(EvalTask):
             max_new_tokens=self.max_new_tokens,
             batch_size=batch_size,
             progress=progress,
+            desc=f"{self.progress_name} generate",
             prompt_format=prompt_format,
         )
         answers = [r["answer"] for r in rows]
@@ -166,6 +174,7 @@ class GSM8KTask(EvalTask):
 
     kind = "qa"
     metric_suffix = "gsm8k_acc"
+    title = "GSM8K"
 
     def __init__(
         self,
@@ -193,7 +202,8 @@ class GSM8KTask(EvalTask):
     def run(self, model, tokenizer, rows, metric, batch_size, progress, prompt_format=PLAIN) -> list[dict]:
         predictions = generate_answers(
             model, tokenizer, [r["question"] for r in rows], max_new_tokens=self.max_new_tokens,
-            batch_size=batch_size, stop=self.stop, progress=progress, prompt_format=prompt_format,
+            batch_size=batch_size, stop=self.stop, progress=progress, desc=f"{self.progress_name} generate",
+            prompt_format=prompt_format,
         )  # fmt: skip
         answers = [r["answer"] for r in rows]
         metric.update(predictions, answers)
@@ -209,6 +219,7 @@ class MCQTask(EvalTask):
 
     kind = "mcq"
     metric_suffix = "mcq_acc"
+    title = "MCQ"
 
     def __init__(
         self,
@@ -242,6 +253,7 @@ class MCQTask(EvalTask):
             description=self.description,
             batch_size=batch_size,
             progress=progress,
+            desc=self.progress_name,
             prompt_format=prompt_format,
         )
         answers = torch.tensor([r["answer"] for r in rows], device=scores.device)
@@ -261,6 +273,7 @@ class SampledQATask(EvalTask):
 
     kind = "qa"
     metric_suffix = "leak_bound"
+    title = "sampled QA"
     renamed_args = {"alpha": "delta"}
 
     def __init__(
@@ -308,7 +321,7 @@ class SampledQATask(EvalTask):
         samples = generate_answers(
             model, tokenizer, [r["question"] for r in rows for _ in range(n)], max_new_tokens=self.max_new_tokens,
             batch_size=batch_size, do_sample=True, temperature=self.temperature, progress=progress,
-            prompt_format=prompt_format,
+            desc=f"{self.progress_name} sample", prompt_format=prompt_format,
         )  # fmt: skip
         items, leaks, scores = [], [], []
         for i, row in enumerate(rows):
@@ -334,6 +347,7 @@ class MIATask(EvalTask):
     """Membership inference (LOSS, zlib, Min-K%, Min-K%++): can the forget rows still be told from unseen ones?"""
 
     kind = "qa"
+    title = "MIA"
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unlearn.cli import SaveConfig, UnlearnCLI
+from unlearn.cli import SaveConfig, UnlearnCLI, quiet_library_noise
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.eval.summary import resolved_config
 from unlearn.io import check_writable
@@ -32,6 +32,7 @@ def model_folder(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     """Run the suite against every model and write robustness.json, robustness.md and robustness.png under --out."""
+    quiet_library_noise()
     parser = argparse.ArgumentParser(prog="python -m unlearn.robustness", description=__doc__)
     parser.add_argument("models", nargs="*", help="unlearned model folders, or run folders holding model/")
     parser.add_argument("--model", action="append", default=[], help="a model folder (repeatable; as MODEL)")
