@@ -5,9 +5,24 @@ import math
 import pytest
 import torch
 
+from unlearn.checks import UsageError
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
-from unlearn.methods import DPO, NPO, RMU, WGA, GradDiff, GradientAscent, IDKFineTune, NPOEntropy, SatImp
+from unlearn.methods import (
+    CEU,
+    DPO,
+    ELM,
+    NPO,
+    PDU,
+    RMU,
+    UNDIAL,
+    WGA,
+    GradDiff,
+    GradientAscent,
+    IDKFineTune,
+    NPOEntropy,
+    SatImp,
+)
 from unlearn.methods.grun import GRUN
 from unlearn.methods.lora import LoRA
 from unlearn.models import load_model
@@ -184,6 +199,21 @@ def test_fused_npo_reference_never_builds_logits(tmp_path, reference, adapter, f
         head_calls.append(len(calls))
     assert [s["train/loss"] for s in runs[1]] == pytest.approx([s["train/loss"] for s in runs[0]], rel=1e-5)
     assert head_calls[0] > 0 and head_calls[1] == 0, "with fused_logprob no logits are built, reference included"
+
+
+@pytest.mark.parametrize("method", [CEU, UNDIAL, PDU, ELM])
+def test_fused_logprob_is_refused_where_the_loss_reads_every_logit(method):
+    """CE-U, UNDIAL, PDU and ELM compare whole next-token distributions, which the fused kernel never builds."""
+    extra = {ELM: {"concept": "x"}, PDU: {"epsilon": 1.0}}.get(method, {})
+    with pytest.raises(UsageError, match="reads every vocabulary logit.*fused_logprob: false"):
+        method(model="tiny-scratch", fused_logprob=True, **extra)
+    assert not method(model="tiny-scratch", **extra).fused_logprob
+
+
+def test_fused_logprob_is_refused_with_a_kl_retain_term():
+    with pytest.raises(UsageError, match="retain_loss: kl.*fused_logprob: false"):
+        NPO(model="tiny-scratch", fused_logprob=True, retain_loss="kl")
+    assert NPO(model="tiny-scratch", fused_logprob=True, retain_loss="kl", retain_weight=0).fused_logprob
 
 
 def test_fused_logprob_refuses_a_lora_on_the_head():

@@ -26,9 +26,14 @@ from unlearn.strategies import (
     zero3_model_loading,
 )
 
+# Why a loss over the whole vocabulary cannot take the fused path, and the fix.
+FUSED_ONLY = "fused_logprob never builds (it returns answer log-probs); set model.init_args.fused_logprob: false"
+
 
 class UnlearnModule(L.LightningModule, ABC):
     """Base of all methods: subclasses implement `objective(batch) -> {"loss": ..., other terms}`."""
+
+    full_logits = False  # whether the forget loss reads every vocabulary logit, so fused_logprob cannot serve it
 
     partial_forward = False  # whether `objective` stops the policy's forward at a hooked layer
     # Deprecated init_args keys and their new names: config files giving the old key still load, with a FutureWarning
@@ -78,6 +83,8 @@ class UnlearnModule(L.LightningModule, ABC):
         self.scheduler_factory = lr_scheduler
         self.save_dir = save_dir
         self.fused_logprob = fused_logprob
+        if fused_logprob and self.full_logits:
+            refuse([f"{type(self).__name__}'s loss reads every vocabulary logit, which {FUSED_ONLY}"])
         self.kernel_backend = kernel_backend
         self.prompt_format = PromptFormat(prompt_format)
         self.model: torch.nn.Module | None = None

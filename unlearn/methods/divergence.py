@@ -20,7 +20,7 @@ from unlearn.losses import (
     undial_loss,
     wga_loss,
 )
-from unlearn.methods.base import UnlearnModule, token_count, token_count_in
+from unlearn.methods.base import FUSED_ONLY, UnlearnModule, token_count, token_count_in
 from unlearn.methods.reference import cache_sequence_nll, frozen_copy
 
 
@@ -54,6 +54,8 @@ class RetainRegularised(UnlearnModule):
             )
         self.retain_weight = retain_weight
         self.retain_loss = retain_loss
+        if self.fused_logprob and retain_weight > 0 and retain_loss == "kl":
+            refuse([f"retain_loss: kl compares whole next-token distributions, which {FUSED_ONLY} or retain_loss: nll"])
 
     def needs_frozen_reference(self) -> bool:
         """Whether the objective reads a frozen copy of the initial model during training."""
@@ -241,6 +243,8 @@ class SatImp(RetainRegularised):
 class CEU(RetainRegularised):
     """CE-U: cross entropy to the policy's own detached distribution with the answer token's logit at −∞."""
 
+    full_logits = True
+
     def __init__(self, *, ignore_first_answer_tokens: int = 1, **kwargs) -> None:
         """
         Args:
@@ -261,6 +265,8 @@ class CEU(RetainRegularised):
 
 class UNDIAL(RetainRegularised):
     """UNDIAL: self-distillation to the frozen initial model's logits with the answer token's logit lowered by β."""
+
+    full_logits = True
 
     def __init__(self, *, beta: float = 10.0, **kwargs) -> None:
         """

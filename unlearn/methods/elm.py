@@ -41,6 +41,8 @@ class ELM(RetainRegularised):
     sample, rather than generated beforehand from c± alone after a "let's change the topic" sentence.
     """
 
+    full_logits = True
+
     def __init__(
         self,
         *,

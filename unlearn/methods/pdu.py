@@ -26,6 +26,8 @@ class PDU(RetainRegularised):
     `epsilon` from the retain loss the first step logs.
     """
 
+    full_logits = True
+
     renamed_args = {"alpha": "dual_init"}
 
     def __init__(self, *, epsilon: float, dual_step_size: float = 1.0, dual_init: float = 1.0, **kwargs) -> None:
