@@ -15,6 +15,7 @@ from unlearn.losses.nll import LMHeadInputs, mean_token_nll, sequence_nll, shift
 from unlearn.losses.rejection import dpo_loss, idk_ap_retain_loss
 from unlearn.losses.representation import adaptive_steering_coeff, masked_mse, rmu_loss, rr_coefficients, rr_loss
 from unlearn.losses.reweighted import satimp_loss, wga_loss
+from unlearn.losses.tar import hidden_distance, tamper_resistance_loss, trajectory_weights
 
 __all__ = [
     "adaptive_steering_coeff",
@@ -43,4 +44,7 @@ __all__ = [
     "sequence_nll",
     "shifted_logprobs",
     "simnpo_loss",
+    "hidden_distance",
+    "tamper_resistance_loss",
+    "trajectory_weights",
 ]

@@ -20,6 +20,7 @@ from unlearn.methods.pdu import PDU
 from unlearn.methods.rejection import DPO, IDKAP, AltPO, IDKFineTune
 from unlearn.methods.representation import RMU, RMULAT, RR, AdaptiveRMU
 from unlearn.methods.sam import NPOSAM
+from unlearn.methods.tar import TAR
 
 __all__ = [
     "CEU",
@@ -47,5 +48,6 @@ __all__ = [
     "ReferenceScored",
     "RetainRegularised",
     "SimNPO",
+    "TAR",
     "UnlearnModule",
 ]
