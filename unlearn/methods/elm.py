@@ -148,18 +148,36 @@ class ELM(RetainRegularised):
         ids = torch.where(columns < start[:, None], ids, self.tokenizer.pad_token_id)
         sampled = torch.full_like(ids, IGNORE_INDEX)
         done = torch.zeros_like(start, dtype=torch.bool)
+        draws = row_generators(forget, self.global_step)
         for k in range(self.fluency_tokens):
             position = start + k  # where the drawn token goes; the logits one before predict it
             used = int(position.max())
             mask = (columns[:used] < position[:, None]).long()
             logits = [z[rows, position - 1] for z in self.original_logits(ids[:, :used], mask)]  # (B, V) each
             target = elm_target_logits(*logits, eta=self.fluency_eta)
-            token = torch.multinomial(torch.softmax(target, dim=-1), 1).squeeze(1)  # (B,)
+            token = gumbel_max(target, draws)  # (B,)
             ids[rows, position] = token
             sampled[rows, position] = torch.where(done, IGNORE_INDEX, token)
             done |= token == self.tokenizer.eos_token_id
         attention_mask = (columns < (start + self.fluency_tokens)[:, None]).long()
         return {"input_ids": ids, "attention_mask": attention_mask, "labels": sampled}
+
+
+def row_generators(rows: dict[str, torch.Tensor], step: int) -> list[torch.Generator]:
+    """One random stream per row, seeded by (the run's seed, the step, the row's index in its set): a row's samples
+    are then the same whichever rank, batch or world size draws them (a rank's own stream would give each rank's
+    rows the draws of the first rows of one process, and ranks seeded alike the same draws)."""
+    base = torch.initial_seed()  # the run's seed (seed_everything), the same on every rank
+    indices = rows["index"].tolist() if "index" in rows else range(len(rows["input_ids"]))
+    seeds = [((base * 1_000_003 + step) * 1_000_003 + int(index)) % 2**63 for index in indices]
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def gumbel_max(logits: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row drawn from softmax(logits) (B, V), row b from generators[b]: argmax(logits + Gumbel noise)."""
+    uniform = torch.stack([torch.rand(logits.shape[-1], generator=g, dtype=torch.float64) for g in generators])
+    noise = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
+    return (logits.double() + noise.to(logits.device)).argmax(dim=-1)
 
 
 def with_prefix(

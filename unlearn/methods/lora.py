@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,6 +11,7 @@ import torch
 
 from unlearn.methods.adapter import Adapter
 from unlearn.models import resolve
+from unlearn.strategies import is_partitioned
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -70,7 +73,8 @@ class LoRA(Adapter):
         from peft.tuners.tuners_utils import cast_adapter_dtype
 
         try:
-            inject_adapter_in_model(self.config(model_name), model)  # freezes the base weights
+            with whole_while_built(model):
+                inject_adapter_in_model(self.config(model_name), model)  # freezes the base weights
         except ValueError as err:
             names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
             raise ValueError(f"LoRA target_modules={self.target_modules!r}: {err}; linear layers are {names}") from err
@@ -86,6 +90,27 @@ class LoRA(Adapter):
         save_file({f"base_model.model.{k}": v.contiguous() for k, v in weights.items()}, folder / ADAPTER_WEIGHTS)
         if self.merge:
             save_merged(model, state, folder / "merged")
+
+
+@contextlib.contextmanager
+def whole_while_built(model: torch.nn.Module) -> Iterator[None]:
+    """Under ZeRO-3, build the adapters whole: DeepSpeed partitions them when it wraps the model.
+
+    zero.Init would partition each lora_A / lora_B the moment its nn.Linear is built, before PEFT initialises it, so
+    that initialisation would write into empty local tensors: B would keep nn.Linear's random weights instead of 0
+    and the adapted model would not begin as the base (nor match its adapters-off reference). Built whole, they are
+    initialised exactly as on one device (the same random A for the same seed).
+    """
+    if not is_partitioned(model):
+        yield
+        return
+    from deepspeed.runtime.zero.partition_parameters import restore_init_context, shutdown_init_context
+
+    shutdown_init_context()
+    try:
+        yield
+    finally:
+        restore_init_context()
 
 
 def save_merged(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:

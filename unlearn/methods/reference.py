@@ -40,6 +40,8 @@ class AdaptersOff(torch.nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
+            if name in ("_policy", "_part"):  # looked up before __init__ set them: DeepSpeed's zero.Init asks
+                raise  # hasattr(module, ...) before running __init__, and the policy is not there yet to ask
             return getattr(self._policy[0], name)
 
 
