@@ -93,6 +93,12 @@ CASES = {
     ),
     "max-length-one": ("npo", ["--data.max_length=1"], None, r"data\.max_length=1.*2 or more"),
     "max-length-zero": ("npo", ["--data.max_length=0"], None, r"data\.max_length=0.*2 or more"),
+    "max-length-past-positions": (
+        "npo",
+        ["--data.max_length=300"],
+        None,
+        r"data\.max_length=300 exceeds tiny-target's max_position_embeddings=256.*set data\.max_length <= 256",
+    ),
     "batch-size-zero": ("npo", ["--data.batch_size=0"], None, r"data\.batch_size=0.*1 or more"),
     "batch-size-negative": ("npo", ["--data.batch_size=-2"], None, r"data\.batch_size=-2.*1 or more"),
     "retain-batch-size-zero": ("npo", ["--data.retain_batch_size=0"], None, r"retain_batch_size=0.*1 or more"),

@@ -3,22 +3,40 @@ class is built or model loaded; each class checks its own arguments (see unlearn
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import torch
 from jsonargparse import Namespace
 
-from unlearn.models import model_problems
+from unlearn.models import BUILTIN, model_problems
 
 
 def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
-    problems = model_problems(str(config.get("model.init_args.model", "tiny-target")))
+    model = str(config.get("model.init_args.model", "tiny-target"))
+    problems = model_problems(model) + positions_problems(model, config.get("data.max_length"))
     trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
     problems += device_problems(*trainer)
     if subcommand == "fit":
         problems += training_problems(config.get("model.init_args.optimizer"), config.get("trainer.max_steps"))
     return problems
+
+
+def positions_problems(model: str, max_length: object) -> list[str]:
+    """data.max_length beyond the positions a local model was trained for (read from its config.json, no loading):
+    rows that long would run past them, which rotary models extrapolate silently and learned tables cannot index."""
+    config = Path(BUILTIN.get(model, Path(model).expanduser())) / "config.json"
+    if not isinstance(max_length, int) or not config.is_file():
+        return []
+    positions = json.loads(config.read_text()).get("max_position_embeddings")
+    if not isinstance(positions, int) or max_length <= positions:
+        return []
+    return [
+        f"data.max_length={max_length} exceeds {model}'s max_position_embeddings={positions}: rows that long run "
+        f"past the positions it was trained for; set data.max_length <= {positions}"
+    ]
 
 
 def training_problems(optimizer: Namespace | None, max_steps: int | None) -> list[str]:
