@@ -84,6 +84,18 @@ CASES = {
         None,
         r"retain_weight=2\.0 does not apply to PDU.*set model\.init_args\.dual_init",
     ),
+    "rmu-layer-out-of-range": (
+        "rmu",
+        ["--model.init_args.layer=9"],
+        None,
+        r"model\.init_args\.layer=9: tiny-target has 4 decoder layers.*indices in 0\.\.3",
+    ),
+    "grun-layers-out-of-range": (
+        "grun_npo",
+        ["--model.init_args.adapter.init_args.layers=[-5, 1]"],
+        None,
+        r"adapter\.init_args\.layers=\[-5, 1\]: .* so \[-5\] does not exist; use indices in -4\.\.3",
+    ),
     "rmu-steering-zero": ("rmu", ["--model.init_args.steering_coeff=0"], None, r"steering_coeff=0.*set it > 0"),
     "rmu-retain-weight-negative": (
         "rmu",

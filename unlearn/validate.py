@@ -12,11 +12,14 @@ from jsonargparse import Namespace
 
 from unlearn.models import BUILTIN, model_problems
 
+LAYER_KEYS = ("layer", "adv_layer", "layers", "trainable_layers")
+
 
 def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
     model = str(config.get("model.init_args.model", "tiny-target"))
     problems = model_problems(model) + positions_problems(model, config.get("data.max_length"))
+    problems += layer_problems(model, config.get("model.init_args"))
     trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
     problems += device_problems(*trainer)
     if subcommand == "fit":
@@ -24,19 +27,44 @@ def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     return problems
 
 
+def local_config(model: str) -> dict | None:
+    """A local model's config.json (a built-in name or a folder), read without loading it; None for hub ids."""
+    path = Path(BUILTIN.get(model, Path(model).expanduser())) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def positions_problems(model: str, max_length: object) -> list[str]:
-    """data.max_length beyond the positions a local model was trained for (read from its config.json, no loading):
-    rows that long would run past them, which rotary models extrapolate silently and learned tables cannot index."""
-    config = Path(BUILTIN.get(model, Path(model).expanduser())) / "config.json"
-    if not isinstance(max_length, int) or not config.is_file():
-        return []
-    positions = json.loads(config.read_text()).get("max_position_embeddings")
-    if not isinstance(positions, int) or max_length <= positions:
+    """data.max_length beyond the positions a local model was trained for: rows that long would run past them,
+    which rotary models extrapolate silently and learned position tables cannot index."""
+    positions = (local_config(model) or {}).get("max_position_embeddings")
+    if not isinstance(max_length, int) or not isinstance(positions, int) or max_length <= positions:
         return []
     return [
         f"data.max_length={max_length} exceeds {model}'s max_position_embeddings={positions}: rows that long run "
         f"past the positions it was trained for; set data.max_length <= {positions}"
     ]
+
+
+def layer_problems(model: str, init_args: Namespace | None) -> list[str]:
+    """Decoder-layer indices (a method's layer, adv_layer, layers, trainable_layers; an adapter's layers, which may
+    count from the end) that a local model does not have, found before it loads."""
+    count = (local_config(model) or {}).get("num_hidden_layers")
+    if not isinstance(count, int) or not isinstance(init_args, Namespace):
+        return []
+    adapter = init_args.get("adapter")
+    settings = {f"model.init_args.{key}": (init_args.get(key), 0) for key in LAYER_KEYS}
+    if isinstance(adapter, Namespace):
+        settings["model.init_args.adapter.init_args.layers"] = (adapter.get("init_args.layers"), -count)
+    problems = []
+    for setting, (value, lowest) in settings.items():
+        indices = value if isinstance(value, list) else [value]
+        bad = [i for i in indices if isinstance(i, int) and not lowest <= i < count]
+        if bad:
+            problems.append(
+                f"{setting}={value}: {model} has {count} decoder layers, so {bad} does not exist; use indices in "
+                f"{lowest}..{count - 1}"
+            )
+    return problems
 
 
 def training_problems(optimizer: Namespace | None, max_steps: int | None) -> list[str]:
