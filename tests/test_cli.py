@@ -63,10 +63,11 @@ def test_unknown_method_class(tmp_path, capsys):
     assert_no_output(tmp_path)
 
 
-def test_rmu_layer_out_of_range(tmp_path, capsys):
-    """Found once the model is loaded (tests/test_bad_inputs.py holds those refused before): still one paragraph."""
+def test_rmu_layer_out_of_range_found_after_loading(tmp_path, capsys):
+    """A model without a local config.json (here built in memory, as a hub model would be downloaded) is checked
+    once loaded (tests/test_bad_inputs.py holds those refused before): still one paragraph."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(quick_config(tmp_path, "rmu", layer=9))])
+        main(["fit", "--config", str(quick_config(tmp_path, "rmu", layer=9, model="tiny-scratch"))])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "out of range" in err and "Traceback" not in err
     assert_no_output(tmp_path)
