@@ -262,6 +262,26 @@ class UnlearnModule(L.LightningModule, ABC):
         self.trainer.strategy.barrier()
 
 
+class SelfBackward:
+    """Mixin (first base) for methods whose `objective` back-propagates itself, several passes per step (SAM's
+    perturbed forget pass, TAR's attack trajectory): manual optimisation, one optimiser step on what it left."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """One optimiser and scheduler step on the gradients `objective` leaves in .grad, after the base's NaN guard."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+
 def _without_reference(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     """A frozen reference is rebuilt from the base model: leave it out of every checkpoint, Lightning's or DeepSpeed's
     (whose engine saves the module's state_dict itself)."""

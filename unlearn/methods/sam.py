@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from unlearn.methods.base import SelfBackward
 from unlearn.methods.divergence import NPO
 from unlearn.strategies import average_over_ranks_, has_whole_weights
 
 
-class NPOSAM(NPO):
+class NPOSAM(SelfBackward, NPO):
     """NPO with sharpness-aware minimisation of the forget term; the retain term keeps its plain gradient.
 
     Paper: Fan et al. 2025, "Towards LLM Unlearning Resilient to Relearning Attacks: A Sharpness-Aware Minimization
@@ -31,7 +32,6 @@ class NPOSAM(NPO):
         if rho < 0:
             raise ValueError(f"rho must be >= 0, got {rho}")
         self.rho = rho
-        self.automatic_optimization = False
 
     def strategy_problems(self, strategy, stage: str) -> list[str]:
         """ε moves whole weights in place by the whole gradient: ranks must hold both, as on one device or DDP."""
@@ -43,17 +43,6 @@ class NPOSAM(NPO):
                 "one device or with trainer.strategy: ddp, or use NPO (unlearn.methods.NPO) under DeepSpeed or FSDP"
             )
         return problems
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """One optimiser step on the gradients `objective` leaves in .grad; the base's NaN guard runs before it."""
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = super().training_step(batch, batch_idx)
-        optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
-        return loss
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """Back-propagates ∇L_f(θ+ε) + retain_weight·∇L_r(θ) into .grad and returns the terms, detached, for logging."""

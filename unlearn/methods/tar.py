@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from unlearn.checks import refuse
 from unlearn.losses import hidden_distance, mean_token_nll, tamper_resistance_loss, trajectory_weights
-from unlearn.methods.base import position_count, token_count, token_count_in
+from unlearn.methods.base import SelfBackward, position_count, token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
 from unlearn.strategies import average_over_ranks_, has_whole_weights
 
@@ -89,7 +89,7 @@ def _zeros_for_none(grads: Sequence[torch.Tensor | None], like: Params) -> list[
     return [torch.zeros_like(p) if g is None else g for p, g in zip(like, grads, strict=True)]
 
 
-class TAR(RetainRegularised):
+class TAR(SelfBackward, RetainRegularised):
     """TAR: tamper-resistance against a simulated fine-tuning attack, plus a retain term, from an unlearned model.
 
     Paper: Tamirisa et al. 2024, "Tamper-Resistant Safeguards for Open-Weight LLMs", arXiv:2408.00761.
@@ -176,7 +176,6 @@ class TAR(RetainRegularised):
         self.schedule_lambda = schedule_lambda
         self.representation_weight = representation_weight
         self.first_order = first_order
-        self.automatic_optimization = False
 
     def needs_frozen_reference(self) -> bool:
         return super().needs_frozen_reference() or (self.retain_weight > 0 and self.representation_weight > 0)
@@ -191,17 +190,6 @@ class TAR(RetainRegularised):
                 "in its own buffers; train it on one device or with trainer.strategy: ddp"
             )
         return problems
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """One optimiser step on the gradients `objective` leaves in .grad; the base's NaN guard runs before it."""
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = super().training_step(batch, batch_idx)
-        optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
-        return loss
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """Leaves tamper_weight·∇(tamper term) + retain_weight·∇(retain term) in .grad; returns the terms, detached."""
