@@ -46,12 +46,15 @@ STRATEGIES = ["ddp", "deepspeed_stage_2_cpu", "deepspeed_stage_3_cpu"]
 GLOBAL_BATCH = 4
 STEPS = 2
 # What each method must refuse, and a phrase its error must hold: NPO+SAM perturbs whole weights by the whole gradient
-# (one device or DDP only); GRUN reads its weights from hooks, outside the modules ZeRO-3 gathers them for.
+# and TAR copies them for its simulated attack (one device or DDP only); GRUN reads its weights from hooks, outside
+# the modules ZeRO-3 gathers them for.
 REFUSED = {
     ("npo_sam", "deepspeed_stage_2_cpu"): "NPOSAM perturbs every trainable weight",
     ("npo_sam", "deepspeed_stage_3_cpu"): "NPOSAM perturbs every trainable weight",
     ("grun_npo", "deepspeed_stage_3_cpu"): "cannot run under a ZeRO-3 strategy",
     ("grun_rmu", "deepspeed_stage_3_cpu"): "cannot run under a ZeRO-3 strategy",
+    ("tar", "deepspeed_stage_2_cpu"): "TAR copies every trainable weight",
+    ("tar", "deepspeed_stage_3_cpu"): "TAR copies every trainable weight",
 }
 # Tolerances. Everything is float32; two ranks sum the same rows in another order (token sums per rank, then an
 # all-reduce of the means and of the gradients), which moves a result by a few ulps of its largest summand: ~1e-6
