@@ -21,6 +21,7 @@ from unlearn.models import DTYPES, load_model, load_tokenizer
 from unlearn.strategies import (
     allow_unused_parameters,
     full_state_dict,
+    has_whole_weights,
     mean_over_ranks,
     ranks_where,
     zero3_model_loading,
@@ -266,9 +267,24 @@ class SelfBackward:
     """Mixin (first base) for methods whose `objective` back-propagates itself, several passes per step (SAM's
     perturbed forget pass, TAR's attack trajectory): manual optimisation, one optimiser step on what it left."""
 
+    # What the method does with whole weights and gradients, and what to use instead, for its strategy refusal.
+    whole_weights_use = "moves every trainable weight by the whole gradient"
+    whole_weights_instead = ""
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.automatic_optimization = False
+
+    def strategy_problems(self, strategy: L.pytorch.strategies.Strategy, stage: str) -> list[str]:
+        """Its passes read and move whole weights by whole gradients: ranks must hold both, as on one device or DDP."""
+        problems = super().strategy_problems(strategy, stage)
+        if stage == "fit" and not has_whole_weights(strategy):
+            problems.append(
+                f"{type(self).__name__} {self.whole_weights_use}, which trainer.strategy={type(strategy).__name__} "
+                f"partitions or keeps in its own buffers; train it on one device or with trainer.strategy: ddp"
+                f"{self.whole_weights_instead}"
+            )
+        return problems
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimiser and scheduler step on the gradients `objective` leaves in .grad, after the base's NaN guard."""

@@ -6,7 +6,7 @@ import torch
 
 from unlearn.methods.base import SelfBackward
 from unlearn.methods.divergence import NPO
-from unlearn.strategies import average_over_ranks_, has_whole_weights
+from unlearn.strategies import average_over_ranks_
 
 
 class NPOSAM(SelfBackward, NPO):
@@ -22,6 +22,9 @@ class NPOSAM(SelfBackward, NPO):
     gradients' memory.
     """
 
+    whole_weights_use = "perturbs every trainable weight in place by the all-reduced gradient"
+    whole_weights_instead = ", or use NPO (unlearn.methods.NPO) under DeepSpeed or FSDP"
+
     def __init__(self, *, rho: float = 0.01, **kwargs) -> None:
         """
         Args:
@@ -32,17 +35,6 @@ class NPOSAM(SelfBackward, NPO):
         if rho < 0:
             raise ValueError(f"rho must be >= 0, got {rho}")
         self.rho = rho
-
-    def strategy_problems(self, strategy, stage: str) -> list[str]:
-        """ε moves whole weights in place by the whole gradient: ranks must hold both, as on one device or DDP."""
-        problems = super().strategy_problems(strategy, stage)
-        if stage == "fit" and not has_whole_weights(strategy):
-            problems.append(
-                f"NPOSAM perturbs every trainable weight in place by the all-reduced gradient, which "
-                f"trainer.strategy={type(strategy).__name__} partitions or keeps in its own buffers; train it on "
-                "one device or with trainer.strategy: ddp, or use NPO (unlearn.methods.NPO) under DeepSpeed or FSDP"
-            )
-        return problems
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """Back-propagates ∇L_f(θ+ε) + retain_weight·∇L_r(θ) into .grad and returns the terms, detached, for logging."""

@@ -12,7 +12,7 @@ from unlearn.checks import refuse
 from unlearn.losses import hidden_distance, mean_token_nll, tamper_resistance_loss, trajectory_weights
 from unlearn.methods.base import SelfBackward, position_count, token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
-from unlearn.strategies import average_over_ranks_, has_whole_weights
+from unlearn.strategies import average_over_ranks_
 
 Params = Sequence[torch.Tensor]
 
@@ -114,6 +114,10 @@ class TAR(SelfBackward, RetainRegularised):
     on every rank (one device or DDP).
     """
 
+    whole_weights_use = (
+        "copies every trainable weight for its simulated attack and adds the whole tamper-resistance gradient to each"
+    )
+
     def __init__(
         self,
         *,
@@ -179,17 +183,6 @@ class TAR(SelfBackward, RetainRegularised):
 
     def needs_frozen_reference(self) -> bool:
         return super().needs_frozen_reference() or (self.retain_weight > 0 and self.representation_weight > 0)
-
-    def strategy_problems(self, strategy, stage: str) -> list[str]:
-        """The attack copies whole trainable weights and adds whole gradients: ranks must hold both."""
-        problems = super().strategy_problems(strategy, stage)
-        if stage == "fit" and not has_whole_weights(strategy):
-            problems.append(
-                f"TAR copies every trainable weight for its simulated attack and adds the whole tamper-resistance "
-                f"gradient to each, which trainer.strategy={type(strategy).__name__} partitions (ZeRO-3) or keeps "
-                "in its own buffers; train it on one device or with trainer.strategy: ddp"
-            )
-        return problems
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """Leaves tamper_weight·∇(tamper term) + retain_weight·∇(retain term) in .grad; returns the terms, detached."""
