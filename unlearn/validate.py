@@ -18,8 +18,9 @@ LAYER_KEYS = ("layer", "adv_layer", "layers", "trainable_layers")
 def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
     model = str(config.get("model.init_args.model", "tiny-target"))
-    problems = model_problems(model) + positions_problems(model, config.get("data.max_length"))
-    problems += layer_problems(model, config.get("model.init_args"))
+    shape = local_config(model) or {}
+    problems = model_problems(model) + positions_problems(model, shape, config.get("data.max_length"))
+    problems += layer_problems(model, shape, config.get("model.init_args"))
     trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
     problems += device_problems(*trainer)
     if subcommand == "fit":
@@ -33,10 +34,10 @@ def local_config(model: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def positions_problems(model: str, max_length: object) -> list[str]:
+def positions_problems(model: str, shape: dict, max_length: object) -> list[str]:
     """data.max_length beyond the positions a local model was trained for: rows that long would run past them,
-    which rotary models extrapolate silently and learned position tables cannot index."""
-    positions = (local_config(model) or {}).get("max_position_embeddings")
+    which rotary models extrapolate silently and learned position tables cannot index. `shape`: its config.json."""
+    positions = shape.get("max_position_embeddings")
     if not isinstance(max_length, int) or not isinstance(positions, int) or max_length <= positions:
         return []
     return [
@@ -45,7 +46,7 @@ def positions_problems(model: str, max_length: object) -> list[str]:
     ]
 
 
-def layer_problems(model: str, init_args: Namespace | None) -> list[str]:
+def layer_problems(model: str, shape: dict, init_args: Namespace | None) -> list[str]:
     """Decoder-layer indices (a method's layer, adv_layer, layers, trainable_layers; an adapter's layers, which may
     count from the end) that a local model does not have, found before it loads."""
     count = (local_config(model) or {}).get("num_hidden_layers")
