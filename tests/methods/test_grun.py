@@ -1,5 +1,6 @@
 """GRUN: the gated intervention's algebra, where it acts, what trains, the gate as a classifier, save and reload."""
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from unlearn.checks import UsageError
 from unlearn.data.collate import Collator
 from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import Source, SyntheticQA
-from unlearn.methods import NPO, RMU, GradDiff
+from unlearn.methods import NPO, RMU, FineTune, GradDiff
 from unlearn.methods.adapter import adapters_disabled
 from unlearn.methods.grun import GRUN, GatedLoReFT, gate_logits, load_grun, prompt_end_positions
 from unlearn.models import load_model, load_tokenizer
@@ -90,6 +91,11 @@ def test_grun_npo_trains_only_grun_and_reloads(tmp_path, fit, adam):
         assert not torch.allclose(logits(module.model, inputs), expected), "the intervention must have moved"
     reloaded = load_grun(load_model("tiny-scratch"), tmp_path / "out").eval()
     assert torch.allclose(logits(reloaded, inputs), expected, atol=1e-5)
+    as_a_model = FineTune(model=str(tmp_path / "out"))  # how test, attack and the suite read an adapter run
+    as_a_model.configure_model()
+    copied = copy.deepcopy(as_a_model.model)  # the robustness suite attacks a fresh copy per attack, run first here
+    assert torch.allclose(logits(copied.eval(), inputs), expected, atol=1e-5), "the copy edits with its own state"
+    assert torch.allclose(logits(as_a_model.model.eval(), inputs), expected, atol=1e-5)
 
 
 def test_grun_rmu_on_qa_rows_moves_the_steered_layer(tmp_path, fit, adam):

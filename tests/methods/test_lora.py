@@ -9,6 +9,7 @@ from unlearn.data.sources import SyntheticPassages
 from unlearn.methods import NPO, RMU, GradDiff
 from unlearn.methods.lora import LoRA
 from unlearn.methods.reference import AdaptersOff
+from unlearn.methods.saved import load_saved
 from unlearn.models import load_model, load_tokenizer
 
 
@@ -72,6 +73,7 @@ def test_saved_adapter_and_merged_model_reproduce_the_trained_logits(tmp_path, f
     assert torch.allclose(logits(reloaded, inputs), expected, atol=1e-5)
     merged = AutoModelForCausalLM.from_pretrained(folder / "merged").eval()
     assert torch.allclose(logits(merged, inputs), expected, atol=1e-4)
+    assert torch.allclose(logits(load_saved(str(folder)).eval(), inputs), expected, atol=1e-4), "the adapter merged"
 
 
 def test_lora_names_the_linear_layers_when_a_target_is_missing(tmp_path):

@@ -17,7 +17,7 @@ from unlearn.data.prompts import PromptFormat
 from unlearn.io import atomic_save_dir, prepare_output
 from unlearn.losses import LMHeadInputs, mean_token_nll
 from unlearn.methods.adapter import Adapter
-from unlearn.models import DTYPES, load_model, load_tokenizer
+from unlearn.models import DTYPES, load_tokenizer
 from unlearn.strategies import (
     allow_unused_parameters,
     full_state_dict,
@@ -100,7 +100,9 @@ class UnlearnModule(L.LightningModule, ABC):
         self.tokenizer = load_tokenizer(self.model_name)
         self.prompt_format.prompt("x", self.tokenizer)  # a chat format without a chat template fails before loading
         self.hf_deepspeed_config = zero3_model_loading(self._trainer and self._trainer.strategy)
-        self.model = load_model(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
+        from unlearn.methods.saved import load_saved  # its GRUN import reaches back to this module
+
+        self.model = load_saved(self.model_name, self.dtype_name).train()  # from_pretrained returns eval mode
         if self.adapter is not None:
             self.adapter.attach(self.model, self.model_name, self.tokenizer, self.prompt_format)
         if self.fused_logprob:

@@ -199,29 +199,35 @@ class Interventions(torch.nn.Module):
         model.base_model.register_forward_pre_hook(self.locate, with_kwargs=True)
         blocks = decoder_layers(model)
         for i in self.layer_ids:
-            blocks[i].register_forward_hook(self.hook(self.edits[str(i)]))
+            blocks[i].register_forward_hook(EditHook(self, self.edits[str(i)]))
         return self
 
     def locate(self, module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         self.positions = None if input_ids is None else prompt_end_positions(input_ids, self.marker_ids)
 
-    def hook(self, edit: GatedLoReFT):
-        def apply(module, args, output):
-            hidden = output[0] if isinstance(output, tuple) else output  # (B, T, D)
-            if not edit.active or self.positions is None:
-                return None
-            rows = (self.positions >= 0).nonzero().squeeze(-1)  # (N,)
-            if rows.numel() == 0:
-                return None
-            cols = self.positions[rows]
-            h = hidden[rows, cols]  # (N, D)
-            if self.recorded is not None:
-                self.recorded.append(edit.gate_logit(h))
-            hidden = hidden.index_put((rows, cols), edit(h))
-            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
-        return apply
+class EditHook:
+    """One layer's forward hook: an object, not a closure, so a deep copy of the model (the robustness suite's fresh
+    copy per attack) edits with the copy's interventions and the prompt ends its own forward found."""
+
+    def __init__(self, grun: Interventions, edit: GatedLoReFT) -> None:
+        self.grun, self.edit = grun, edit
+
+    def __call__(self, module, args, output):
+        grun, edit = self.grun, self.edit
+        hidden = output[0] if isinstance(output, tuple) else output  # (B, T, D)
+        if not edit.active or grun.positions is None:
+            return None
+        rows = (grun.positions >= 0).nonzero().squeeze(-1)  # (N,)
+        if rows.numel() == 0:
+            return None
+        cols = grun.positions[rows]
+        h = hidden[rows, cols]  # (N, D)
+        if grun.recorded is not None:
+            grun.recorded.append(edit.gate_logit(h))
+        hidden = hidden.index_put((rows, cols), edit(h))
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
 def gate_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
