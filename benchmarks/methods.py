@@ -43,8 +43,16 @@ def method_configs(tier: str) -> list[str]:
     return sorted(p.stem for p in TIERS[tier][0].glob("*.yaml") if p.stem not in NOT_METHODS)
 
 
-def run_method(name: str, workdir: Path, tier: str) -> dict:
-    """Fit one method in a fresh process; its metrics.json and the wall time, or the error it ended with."""
+def device_name() -> str:
+    """The GPU's name, or the CPU's core count and architecture."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+
+
+def run_method(name: str, workdir: Path, tier: str, env: dict | None = None) -> dict:
+    """Fit one method in a fresh process (with `env`, or this one's); its metrics.json and the wall time, or the
+    error it ended with."""
     run_dir = workdir / name
     command = [
         sys.executable,
@@ -59,7 +67,7 @@ def run_method(name: str, workdir: Path, tier: str) -> dict:
         str(run_dir / "model"),
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         return {"error": done.stderr[-2000:], "wall_s": round(wall, 1)}
@@ -101,11 +109,7 @@ def main() -> None:
     unknown = sorted(set(names) - set(available))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {available}")
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"CPU, {os.cpu_count()} cores ({platform.machine()})"
-    )
+    device = device_name()
     date = datetime.date.today().isoformat()
     slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
     path = args.out / f"methods_{'real_' if args.tier == 'real' else ''}{slug}_{date}.json"
