@@ -148,6 +148,18 @@ CASES = {
         None,
         r"model\.safetensors: truncated or corrupt.*header too small",
     ),
+    "evaluator-retain-model-missing": (
+        "npo",
+        [],
+        evaluator(full=True, retain_model="runs/retain/modle"),
+        r"trainer\.callbacks\[0\]\.init_args\.retain_model: model path 'runs/retain/modle' does not exist",
+    ),
+    "evaluator-nli-model-missing": (
+        "npo",
+        [],
+        evaluator(nli_model="./nli-model"),
+        r"trainer\.callbacks\[0\]\.init_args\.nli_model: model path '\./nli-model' does not exist",
+    ),
     "save-dir-unwritable": (
         "npo",
         lambda tmp: [f"--model.init_args.save_dir={write(tmp, 'a-file', ['x'])}/model"],

@@ -1,31 +1,98 @@
-"""The CLI's checks across sections (optimiser, trainer, device, model files), made on the parsed config before any
-class is built or model loaded; each class checks its own arguments (see unlearn.checks)."""
+"""The CLI's checks across sections (optimiser, trainer, device, model files, hub ids), made on the parsed config
+before any class is built or model loaded; each class checks its own arguments (see unlearn.checks)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from jsonargparse import Namespace
 
-from unlearn.models import BUILTIN, model_problems
+from unlearn import smollm2
+from unlearn.data.sources import FILE_BUILDERS, DatasetSource, shipped
+from unlearn.hub import fetch_problems, hub_shaped
+from unlearn.models import BUILTIN, SCRATCH, model_problems
 
 LAYER_KEYS = ("layer", "adv_layer", "layers", "trainable_layers")
+BUILT_IN = {*BUILTIN, smollm2.NAME, SCRATCH}  # made or shipped here: never looked up on the hub
+# An evaluator's or its tasks' arguments that name a model they load, and whether its tokenizer files are checked
+# (an NLI model's may be spm.model alone, a file that model_problems does not count).
+MODEL_ARGS = {"retain_model": True, "nli_model": False}
+
+
+class Named(NamedTuple):
+    """A setting that names a model or a dataset to load: a local path, a built-in name or a hub id."""
+
+    setting: str
+    name: str
+    repo_type: str = "model"  # or "dataset"
+    tokenizer: bool = True  # whether model_problems checks its tokenizer files
 
 
 def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
     model = str(config.get("model.init_args.model", "tiny-target"))
     shape = local_config(model) or {}
-    problems = model_problems(model) + positions_problems(model, shape, config.get("data.max_length"))
+    named = [Named("model.init_args.model", model), *named_elsewhere(config)]
+    problems = [
+        f"{n.setting}: {p}" for n in named if n.repo_type == "model" for p in model_problems(n.name, n.tokenizer)
+    ]
+    problems += positions_problems(model, shape, config.get("data.max_length"))
     problems += layer_problems(model, shape, config.get("model.init_args"))
+    problems += hub_problems(named)
     trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
     problems += device_problems(*trainer)
     if subcommand == "fit":
         problems += training_problems(config.get("model.init_args.optimizer"), config.get("trainer.max_steps"))
     return problems
+
+
+def named_elsewhere(node: object, setting: str = "") -> Iterator[Named]:
+    """The models that an evaluator or its tasks will load and the data sources' paths, anywhere under `node`
+    (callback lists, evaluator tasks, mixtures), each with its setting."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from named_elsewhere(item, f"{setting}[{index}]")
+    if not isinstance(node, Namespace):
+        return
+    init_args = node.get("init_args")
+    if isinstance(init_args, Namespace):
+        for key, tokenizer in MODEL_ARGS.items():
+            if isinstance(init_args.get(key), str) and loads(init_args, key):
+                yield Named(f"{setting}.init_args.{key}", init_args[key], tokenizer=tokenizer)
+        if reads_data(node):
+            yield Named(f"{setting}.init_args.path", shipped(init_args.path), "dataset")
+    for key, value in vars(node).items():
+        yield from named_elsewhere(value, f"{setting}.{key}" if setting else key)
+
+
+def hub_problems(named: list[Named]) -> list[str]:
+    """Each hub id that can be neither read from the local cache nor fetched, once with all the settings naming it;
+    found now, as the loaders would retry for a minute (a missing local path is model_problems' or the source's)."""
+    settings: dict[tuple[str, str], list[str]] = {}
+    for n in named:
+        local_file = n.repo_type == "dataset" and Path(n.name).suffix in FILE_BUILDERS
+        if n.name not in BUILT_IN and not local_file and hub_shaped(n.name):
+            settings.setdefault((n.name, n.repo_type), []).append(n.setting)
+    return [p for (name, repo_type), where in settings.items() for p in fetch_problems(where, name, repo_type)]
+
+
+def loads(init_args: Namespace, key: str) -> bool:
+    """Whether the class will load the model its `key` names: SyntheticEvaluator's retain_model only when `full`, a
+    TOFUTask's only on the forget side (the default, tiny-retain, then stands unused)."""
+    return key != "retain_model" or (init_args.get("full") is not False and init_args.get("side") != "retain")
+
+
+def reads_data(node: Namespace) -> bool:
+    """Whether `node` builds a DatasetSource, whose `path` may be a hub id (other classes' paths are not data)."""
+    module, _, name = str(node.get("class_path")).rpartition(".")
+    source = getattr(importlib.import_module(module), name, None) if module else None
+    return isinstance(source, type) and issubclass(source, DatasetSource)
 
 
 def local_config(model: str) -> dict | None:
