@@ -30,10 +30,10 @@ def test_direction_is_the_normalised_mean_difference():
     assert torch.allclose(direction, shift / 5.0, atol=1e-6)
 
 
-def test_identical_models_have_no_direction():
+def test_identical_activations_have_the_zero_direction():
     acts = torch.randn(10, 6)
-    with pytest.raises(ValueError, match="no direction to ablate"):
-        mean_difference_direction(acts, acts.clone())
+    direction, norm = mean_difference_direction(acts, acts.clone())
+    assert norm == 0.0 and torch.equal(direction, torch.zeros(6))
 
 
 def test_the_attack_refuses_the_original_as_its_own_unlearned_model(tmp_path, attack_run):
@@ -92,3 +92,17 @@ def test_fold_needs_one_layer_and_saves_the_attacked_model(tmp_path, attack_run)
                          limit=5)  # fmt: skip
     saved = load_model(summary["attack"]["model"])
     assert summary["attack"]["model"] == str(tmp_path / "model") and not saved.config.tie_word_embeddings
+
+
+def test_every_layer_ablation_skips_the_layers_unlearning_did_not_move(tmp_path, attack_run):
+    """A model changed only in its last layer (as GRUN or a late-layer method leaves it) still gets that layer's
+    direction ablated; the earlier layers, identical to the original's, get none instead of an error."""
+    model = load_model("tiny-target")
+    with torch.no_grad():
+        decoder_layers(model)[-1].mlp.down_proj.weight.mul_(1.5)
+    model.save_pretrained(tmp_path / "late")
+    load_tokenizer("tiny-target").save_pretrained(tmp_path / "late")
+    result = attack_run(tmp_path / "run", DirectionAblation(original="tiny-target"), model=str(tmp_path / "late"),
+                        limit=5)  # fmt: skip
+    assert result["attack"]["unmoved_layers"] == [0, 1, 2]
+    assert result["attack"]["difference_norm"]["3"] > 0

@@ -22,16 +22,14 @@ def mean_difference_direction(
 ) -> tuple[torch.Tensor, float]:
     """The unit direction of mean(unlearned) - mean(original) over rows (N, D), and that difference's norm.
 
-    A difference below `tolerance` x the mean activation norm has no direction (the models agree): refused.
+    A difference below `tolerance` x the mean activation norm has no direction (the models agree at that layer, as
+    before an adapter's first edited layer): the zero vector, which ablation leaves as it is.
     """
     difference = unlearned.float().mean(0) - original.float().mean(0)  # (D,)
     norm = float(torch.linalg.vector_norm(difference))
     scale = float(torch.linalg.vector_norm(original.float(), dim=-1).mean())
     if norm <= tolerance * max(scale, 1e-12):
-        raise ValueError(
-            f"the unlearned and original activations differ by {norm:.3g} (mean norm {scale:.3g}): no direction to "
-            "ablate; is `original` the model that was unlearned, and `model` the unlearned one?"
-        )
+        return torch.zeros_like(difference), norm
     return difference / norm, norm
 
 
@@ -70,7 +68,14 @@ def unlearning_directions(
     args = (module.tokenizer, module.prompt_format, questions, layers, batch_size)
     unlearned_acts, original_acts = prompt_end_activations(model, *args), prompt_end_activations(loaded, *args)
     del loaded
-    return {layer: mean_difference_direction(unlearned_acts[layer], original_acts[layer]) for layer in layers}
+    found = {layer: mean_difference_direction(unlearned_acts[layer], original_acts[layer]) for layer in layers}
+    if not any(direction.any() for direction, _ in found.values()):
+        norms = ", ".join(f"layer {layer}: {norm:.3g}" for layer, (_, norm) in found.items())
+        raise ValueError(
+            f"the unlearned and original activations do not differ ({norms}): no direction to ablate; is "
+            "`original` the model that was unlearned, and `model` the unlearned one?"
+        )
+    return found
 
 
 def ablate(model: torch.nn.Module, directions: dict[int, torch.Tensor]) -> list[torch.utils.hooks.RemovableHandle]:
@@ -139,6 +144,7 @@ class DirectionAblation(Attack):
             "layers": layers,
             "prompts": len(target.forget),
             "difference_norm": {str(k): n for k, (_, n) in found.items()},
+            "unmoved_layers": [k for k, (direction, _) in found.items() if not direction.any()],
         }
         if not self.fold:
             ablate(model, {layer: direction for layer, (direction, _) in found.items()})
