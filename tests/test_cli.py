@@ -5,30 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from lightning.pytorch.strategies import StrategyRegistry
 from transformers import AutoModelForCausalLM
 
+from tests.helpers import CONFIGS, quick_config
 from unlearn.cli import UnlearnCLI, main
-from unlearn.config import load_config
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
 from unlearn.models import load_model
 from unlearn.robustness.__main__ import main as suite
 from unlearn.strategies import CPUDeepSpeedStrategy
-
-CONFIGS = Path(__file__).parents[1] / "configs"
-
-
-def quick_config(tmp_path: Path, name: str = "npo", steps: int = 3, **model_args) -> Path:
-    """A shipped config (its defaults merged) cut to a few steps and a few evaluation rows, writing under tmp_path."""
-    config = load_config(CONFIGS / f"{name}.yaml")
-    config["trainer"].update(max_steps=steps, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
-    config["trainer"]["callbacks"][0]["init_args"].update(limit=10, holdout=None)
-    config["model"]["init_args"].update(model_args)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_fit_then_test(tmp_path):

@@ -29,13 +29,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.pytorch.cli import LightningArgumentParser
 
+from tests.helpers import CONFIGS
 from unlearn.checks import UsageError
 from unlearn.config import load_config
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
 from unlearn.strategies import full_state_dict, register_cpu_presets
 
-CONFIGS = Path(__file__).parents[2] / "configs"
 # Every configs/*.yaml that trains a method: each method class and adapter variant the project ships.
 METHODS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in {"eval_full", "probabilistic"})
 # FineTune is named by eval_full.yaml / probabilistic.yaml (for `test`); it trains on retain rows, given here.
