@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerFast
 
 from unlearn.eval.scoring import LETTERS
-from unlearn.models import SPECIAL_TOKENS
+from unlearn.tiny import SPECIAL_TOKENS
 
 # lm-eval's WMDP zero-shot template, verbatim from lm_eval/tasks/wmdp/_default_template_yaml.
 WMDP_DOC_TO_TEXT = (

@@ -33,7 +33,8 @@ from unlearn.data.sources import MCQSource, SyntheticMCQ
 from unlearn.eval.scoring import letter_prompt
 from unlearn.eval.tasks import MCQTask
 from unlearn.io import atomic_write_json
-from unlearn.models import BUILTIN, build_tiny_model, load_model, load_tokenizer, resolve
+from unlearn.models import BUILTIN, load_model, load_tokenizer, resolve
+from unlearn.tiny import build_tiny_model
 
 DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"  # lm-eval's wmdp_bio
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import quick_config
-from test_run_files import EARLIER, earlier_result
 
+from tests.helpers import EARLIER, earlier_result, quick_config
 from unlearn.checks import DegenerateRunWarning, UsageError
 from unlearn.cli import DEBUG, main
 from unlearn.data.datamodule import UnlearnDataModule

@@ -5,28 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from lightning.pytorch.strategies import StrategyRegistry
 from transformers import AutoModelForCausalLM
 
+from tests.helpers import CONFIGS, quick_config
 from unlearn.cli import UnlearnCLI, main
-from unlearn.config import load_config
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
 from unlearn.models import load_model
 from unlearn.robustness.__main__ import main as suite
-
-CONFIGS = Path(__file__).parents[1] / "configs"
-
-
-def quick_config(tmp_path: Path, name: str = "npo", steps: int = 3, **model_args) -> Path:
-    """A shipped config (its defaults merged) cut to a few steps and a few evaluation rows, writing under tmp_path."""
-    config = load_config(CONFIGS / f"{name}.yaml")
-    config["trainer"].update(max_steps=steps, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
-    config["trainer"]["callbacks"][0]["init_args"].update(limit=10, holdout=None)
-    config["model"]["init_args"].update(model_args)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+from unlearn.strategies import CPUDeepSpeedStrategy
 
 
 def test_fit_then_test(tmp_path):
@@ -87,6 +75,16 @@ def test_every_config_parses_and_says_what_it_runs(config, capsys, tmp_path):
         main([subcommand, *method, "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path" in capsys.readouterr().out
+
+
+def test_the_cli_registers_the_cpu_deepspeed_presets(monkeypatch):
+    """Importing unlearn registers no strategy: the CLI names the CPU presets before it builds the Trainer."""
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # CPUDeepSpeedStrategy sets it; the teardown takes it back
+    for stage in (2, 3):
+        monkeypatch.delitem(StrategyRegistry, f"deepspeed_stage_{stage}_cpu", raising=False)
+    args = ["--config", str(CONFIGS / "npo.yaml"), "--config", str(CONFIGS / "scale" / "zero3_cpu.yaml")]
+    cli = UnlearnCLI(UnlearnModule, UnlearnDataModule, subclass_mode_model=True, run=False, args=args)
+    assert isinstance(cli.trainer.strategy, CPUDeepSpeedStrategy) and cli.trainer.strategy.zero_stage_3
 
 
 @pytest.mark.parametrize("config", ["npo.yaml", "real/npo.yaml"])

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import CONFIGS
 from unlearn.cli import main
 from unlearn.config import compose, load_config, merge
-
-CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def write(path: Path, config: dict) -> Path:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from test_cli import CONFIGS, quick_config
 
+from tests.helpers import CONFIGS, quick_config
 from unlearn.cli import main
 
 STEPS = 10

@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_cli import quick_config
 
+from tests.helpers import EARLIER, earlier_result, quick_config
 from unlearn.cli import main
 
-EARLIER = {
-    "metrics.json": '{"complete": true}',
-    "config.yaml": "earlier: true\n",
-    "model/config.json": "{}",
-    "logs/metrics.csv": "epoch,step,train/loss\n0,0,1.0\n",
-}
 FAST_GA = ["--model.init_args.optimizer.init_args.lr", "0.02"]  # GA at a rate that moves the numbers in 2 steps
 
 
@@ -40,13 +34,6 @@ def with_checkpoints(config: Path, folder: Path) -> Path:
 def result(tmp_path: Path) -> dict:
     """The run's metrics.json."""
     return json.loads((tmp_path / "run" / "metrics.json").read_text())
-
-
-def earlier_result(run: Path) -> None:
-    """What a finished earlier run left in `run`."""
-    for name, text in EARLIER.items():
-        (run / name).parent.mkdir(parents=True, exist_ok=True)
-        (run / name).write_text(text)
 
 
 def assert_earlier_result_moved_aside(run: Path) -> None:

@@ -23,6 +23,7 @@ from unlearn.io import prepare_output
 from unlearn.methods import UnlearnModule
 from unlearn.monitor import RunCSVLogger, StepProgressBar
 from unlearn.robustness.trainer import UnlearnTrainer
+from unlearn.strategies import register_cpu_presets
 from unlearn.validate import settings_problems
 
 DEBUG = "UNLEARN_DEBUG"  # set to 1 (or pass --debug) for the traceback of a user error
@@ -88,8 +89,10 @@ class UnlearnCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         """Lightning's, with the run's defaults: the training curves in `<default_root_dir>/logs/metrics.csv` unless
-        `trainer.logger` names another logger (or false), and a one-line step bar (unlearn.monitor) unless
-        `trainer.enable_progress_bar: false` or the config's callbacks hold a progress bar of their own."""
+        `trainer.logger` names another logger (or false), a one-line step bar (unlearn.monitor) unless
+        `trainer.enable_progress_bar: false` or the config's callbacks hold a progress bar of their own, and the CPU
+        DeepSpeed presets registered so `trainer.strategy` can name them."""
+        register_cpu_presets()
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = RunCSVLogger(config.get("default_root_dir") or os.getcwd())

@@ -12,12 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from unlearn import smollm2
 from unlearn.checks import UsageError, refuse
-from unlearn.data.synthetic import SyntheticBenchmark
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"tiny-target": ASSETS / "tiny-target", "tiny-retain": ASSETS / "tiny-retain"}
-SCRATCH = "tiny-scratch"  # a randomly initialised tiny Llama with the benchmark's tokenizer, for pre-training
-SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+SCRATCH = "tiny-scratch"  # tiny-target's tokenizer and shape with seeded random weights, for pre-training
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
@@ -83,15 +81,13 @@ def _no_tokenizer(folder: Path) -> str:
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
-    """A tokenizer with a pad token, so batches can always be padded."""
-    if name_or_path == SCRATCH:
-        tokenizer = build_tiny_tokenizer()
-    else:
-        refuse(model_problems(name_or_path))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
-        except (OSError, ValueError) as err:  # transformers' ValueError: no tokenizer it can build
-            raise UsageError(f"cannot load a tokenizer from {name_or_path!r}: {err} {_hint()}") from err
+    """A tokenizer with a pad token, so batches can always be padded; `tiny-scratch` has tiny-target's."""
+    refuse(model_problems(name_or_path))
+    source = "tiny-target" if name_or_path == SCRATCH else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve(source))
+    except (OSError, ValueError) as err:  # transformers' ValueError: no tokenizer it can build
+        raise UsageError(f"cannot load a tokenizer from {name_or_path!r}: {err} {_hint()}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -102,7 +98,7 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}")
     if name_or_path == SCRATCH:
-        return build_tiny_model(len(load_tokenizer(SCRATCH))).to(DTYPES[dtype])
+        return _scratch_model().to(DTYPES[dtype])
     refuse(model_problems(name_or_path, tokenizer=False))
     try:
         return AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=DTYPES[dtype])
@@ -110,41 +106,12 @@ def load_model(name_or_path: str, dtype: str = "float32") -> torch.nn.Module:
         raise UsageError(f"cannot load a model from {name_or_path!r}: {err} {_hint()}") from err
 
 
-def build_tiny_tokenizer(
-    vocab_size: int = 1024, benchmark: SyntheticBenchmark | None = None
-) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on the fictional benchmark, so its names split into a few pieces."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    benchmark = benchmark or SyntheticBenchmark()
-    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(benchmark.corpus(), trainer=trainer)
-    bos = SPECIAL_TOKENS["bos_token"]
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))]
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
-
-
-def build_tiny_model(vocab_size: int, seed: int = 0, **overrides) -> LlamaForCausalLM:
-    """A Llama of about two million parameters: big enough to memorise the benchmark, fast on a CPU."""
-    shape = dict(
-        hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=6,
-        max_position_embeddings=256, tie_word_embeddings=True,
-    )  # fmt: skip
-    config = LlamaConfig(
-        vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2, **{**shape, **overrides}
-    )
+def _scratch_model() -> LlamaForCausalLM:
+    """tiny-target's Llama with seed-0 random weights: the same model in every process (unlearn.tiny's recipe)."""
+    config = LlamaConfig.from_pretrained(BUILTIN["tiny-target"])
+    config.name_or_path = SCRATCH  # reloading by model.name_or_path gives this model, not the trained tiny-target
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(0)
         return LlamaForCausalLM(config)
 
 

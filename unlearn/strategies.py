@@ -2,8 +2,8 @@
 
 On GPUs use Lightning's presets by name in YAML (`trainer.strategy: deepspeed_stage_3`, `deepspeed_stage_2`,
 `deepspeed_stage_3_offload`, ...) with `trainer.precision: bf16-true` or `bf16-mixed`. On CPU,
-`deepspeed_stage_2_cpu` / `deepspeed_stage_3_cpu` (registered here) run the same ZeRO stages over gloo with
-DeepSpeed's CPU accelerator.
+`deepspeed_stage_2_cpu` / `deepspeed_stage_3_cpu` run the same ZeRO stages over gloo with DeepSpeed's CPU accelerator;
+the CLI registers them (`register_cpu_presets`), as Python code must before building a Trainer with those names.
 """
 
 from __future__ import annotations
@@ -83,14 +83,17 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
             self.parallel_devices = devices
 
 
-for _stage in (2, 3):
-    StrategyRegistry.register(
-        f"deepspeed_stage_{_stage}_cpu",
-        CPUDeepSpeedStrategy,
-        description=f"DeepSpeed ZeRO stage {_stage} on CPU processes over gloo (tests)",
-        override=True,
-        stage=_stage,
-    )
+def register_cpu_presets() -> None:
+    """Name `deepspeed_stage_2_cpu` / `deepspeed_stage_3_cpu` in Lightning's StrategyRegistry (again is a no-op), so
+    `trainer.strategy` can ask for them; entry points call it, importing this module registers nothing."""
+    for stage in (2, 3):
+        StrategyRegistry.register(
+            f"deepspeed_stage_{stage}_cpu",
+            CPUDeepSpeedStrategy,
+            description=f"DeepSpeed ZeRO stage {stage} on CPU processes over gloo (tests)",
+            override=True,
+            stage=stage,
+        )
 
 
 def is_zero3(strategy: L.pytorch.strategies.Strategy | None) -> bool:

@@ -5,7 +5,7 @@ Which tokens are answer tokens is tested per tokenizer family in test_tokenizati
 import pytest
 
 from unlearn.data.collate import IGNORE_INDEX, Collator
-from unlearn.models import build_tiny_tokenizer
+from unlearn.tiny import build_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

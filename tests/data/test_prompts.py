@@ -7,7 +7,7 @@ from unlearn.data.collate import IGNORE_INDEX, Collator
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval.scoring import _encode_choices, generate_answers
 from unlearn.methods.grun import marker_ids, prompt_end_positions
-from unlearn.models import build_tiny_model, build_tiny_tokenizer
+from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from unlearn.data.collate import IGNORE_INDEX, Collator
 from unlearn.data.prompts import PromptFormat
-from unlearn.models import build_tiny_tokenizer
+from unlearn.tiny import build_tiny_tokenizer
 
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 # Llama-3's and Qwen2's pre-tokenisation regex (contractions, letters, 1-3 digits, punctuation, spaces).

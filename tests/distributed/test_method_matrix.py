@@ -29,13 +29,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.pytorch.cli import LightningArgumentParser
 
+from tests.helpers import CONFIGS
 from unlearn.checks import UsageError
 from unlearn.config import load_config
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.methods import UnlearnModule
-from unlearn.strategies import full_state_dict
+from unlearn.strategies import full_state_dict, register_cpu_presets
 
-CONFIGS = Path(__file__).parents[2] / "configs"
 # Every configs/*.yaml that trains a method: each method class and adapter variant the project ships.
 METHODS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in {"eval_full", "probabilistic"})
 # FineTune is named by eval_full.yaml / probabilistic.yaml (for `test`); it trains on retain rows, given here.
@@ -190,6 +190,7 @@ def _rank(rank: int, port: int, root: str, references: dict[str, Path], results)
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", NODE_RANK="0", LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
+    register_cpu_presets()  # STRATEGIES names them
     for strategy in STRATEGIES:  # ZeRO-3 last: a model loaded under it leaves transformers' ZeRO-3 flag behind it
         for name in NAMES:
             results[(strategy, name, rank)] = compare(attempt(name, strategy, Path(root)), references[name])

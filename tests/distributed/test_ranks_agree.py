@@ -14,8 +14,8 @@ from unlearn.data.sources import SyntheticPassages, SyntheticQA
 from unlearn.methods import CEU, NPOSAM, PDU, RMU
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.lora import LoRA
-from unlearn.models import build_tiny_model
 from unlearn.strategies import full_state_dict, mean_over_ranks, skip_shared_memory_op
+from unlearn.tiny import build_tiny_model
 
 
 def on_two_ranks(fn, tmp_path, *args) -> dict:

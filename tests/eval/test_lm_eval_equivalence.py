@@ -8,7 +8,8 @@ from unlearn.data.sources import MCQSource, SyntheticMCQ
 from unlearn.eval import scoring
 from unlearn.eval.scoring import letter_prompt
 from unlearn.eval.tasks import MCQTask
-from unlearn.models import build_tiny_model, build_tiny_tokenizer, load_model, load_tokenizer
+from unlearn.models import load_model, load_tokenizer
+from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 
 DESCRIPTION = "The following are multiple choice questions (with answers) about biology.\n\n"  # lm-eval's wmdp_bio
 ROWS = SyntheticMCQ("forget10").load()[:24]

@@ -10,7 +10,7 @@ from transformers import AddedToken, LlamaForCausalLM
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval import scoring
 from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
-from unlearn.models import build_tiny_model, build_tiny_tokenizer
+from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 
 QUESTIONS = [
     "Where?",

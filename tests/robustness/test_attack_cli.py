@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import CONFIGS
 from unlearn.cli import main
 from unlearn.config import load_config
 from unlearn.models import BUILTIN
 
-CONFIGS = Path(__file__).parents[2] / "configs"
 TARGET = str(BUILTIN["tiny-target"])  # a Hugging Face model folder, as fit saves an unlearned model
 
 

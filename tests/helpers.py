@@ -1,0 +1,34 @@
+"""Plain helpers the test files share (fixtures are in conftest.py), so that no test file imports another."""
+
+from pathlib import Path
+
+import yaml
+
+from unlearn.config import load_config
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+EARLIER = {
+    "metrics.json": '{"complete": true}',
+    "config.yaml": "earlier: true\n",
+    "model/config.json": "{}",
+    "logs/metrics.csv": "epoch,step,train/loss\n0,0,1.0\n",
+}
+
+
+def quick_config(tmp_path: Path, name: str = "npo", steps: int = 3, **model_args) -> Path:
+    """A shipped config (its defaults merged) cut to a few steps and a few evaluation rows, writing under tmp_path."""
+    config = load_config(CONFIGS / f"{name}.yaml")
+    config["trainer"].update(max_steps=steps, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    config["trainer"]["callbacks"][0]["init_args"].update(limit=10, holdout=None)
+    config["model"]["init_args"].update(model_args)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def earlier_result(run: Path) -> None:
+    """What a finished earlier run left in `run` (EARLIER's files)."""
+    for name, text in EARLIER.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
