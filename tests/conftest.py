@@ -82,3 +82,12 @@ def smol(tmp_path_factory):
         env.setenv("UNLEARN_CACHE", str(cache))
         yield load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
     shutil.rmtree(cache)  # 540 MB of weights; pytest would keep its last three sessions' copies
+
+
+@pytest.fixture(name="loads")
+def loads_fixture(monkeypatch):
+    """Every model load of the run, recorded (there must be none)."""
+    calls = []
+    monkeypatch.setattr("unlearn.methods.saved.load_model", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("unlearn.models.load_model", lambda *args, **kwargs: calls.append(args))
+    return calls

@@ -5,20 +5,15 @@ import json
 import re
 import shutil
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import EARLIER, earlier_result, quick_config
+from tests.helpers import EARLIER, TINY, configured, earlier_result, evaluator, quick_config, source
 from unlearn.checks import DegenerateRunWarning, UsageError
 from unlearn.cli import DEBUG, main
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
-from unlearn.models import BUILTIN
-
-TINY = BUILTIN["tiny-target"]
 
 
 def write(tmp_path: Path, name: str, lines: list) -> str:
@@ -26,12 +21,6 @@ def write(tmp_path: Path, name: str, lines: list) -> str:
     path = tmp_path / name
     path.write_text("".join((json.dumps(line) if isinstance(line, dict) else line) + "\n" for line in lines))
     return str(path)
-
-
-def source(kind: str, path: str, **init_args) -> list[str]:
-    """CLI arguments that make data.forget a QASource or TextSource reading `path`."""
-    args = [f"--data.forget.class_path=unlearn.data.sources.{kind}", f"--data.forget.init_args.path={path}"]
-    return args + [f"--data.forget.init_args.{key}={value}" for key, value in init_args.items()]
 
 
 def model_copy(tmp_path: Path, drop: tuple[str, ...] = (), truncate_to: int | None = None) -> str:
@@ -44,11 +33,6 @@ def model_copy(tmp_path: Path, drop: tuple[str, ...] = (), truncate_to: int | No
         with (folder / "model.safetensors").open("r+b") as weights:
             weights.truncate(truncate_to)
     return str(folder)
-
-
-def evaluator(**init_args) -> Callable[[dict], None]:
-    """A config edit setting the SyntheticEvaluator's arguments."""
-    return lambda config: config["trainer"]["callbacks"][0]["init_args"].update(init_args)
 
 
 def finetune_without_retain(config: dict) -> None:
@@ -234,25 +218,6 @@ CASES = {
         r"deepspeed_stage_2_offload needs CUDA.*deepspeed_stage_2_cpu",
     ),
 }
-
-
-@pytest.fixture(name="loads")
-def loads_fixture(monkeypatch):
-    """Every model load of the run, recorded (there must be none)."""
-    calls = []
-    monkeypatch.setattr("unlearn.methods.base.load_model", lambda *args, **kwargs: calls.append(args))
-    monkeypatch.setattr("unlearn.models.load_model", lambda *args, **kwargs: calls.append(args))
-    return calls
-
-
-def configured(tmp_path: Path, name: str, edit: Callable[[dict], None] | None) -> Path:
-    """A quick method config under tmp_path, edited."""
-    path = quick_config(tmp_path, name, steps=1)
-    if edit is not None:
-        config = yaml.safe_load(path.read_text())
-        edit(config)
-        path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def assert_intact(run: Path) -> None:

@@ -9,14 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 from huggingface_hub import constants
-from test_bad_inputs import (
-    TINY,
-    configured,
-    evaluator,
-    loads_fixture,  # noqa: F401 (the `loads` fixture)
-    source,
-)
 
+from tests.helpers import TINY, configured, evaluator, source
 from unlearn import hub
 from unlearn.cli import main
 from unlearn.validate import Named, hub_problems
