@@ -1,6 +1,7 @@
-"""NPO+SAM, UNDIAL, WGA, SatImp, CE-U, PDU and the entropy objective wired into Lightning on the tiny model."""
+"""NPO, GradDiff, NPO+SAM, UNDIAL, WGA, SatImp, CE-U, PDU and the entropy objective in Lightning on the tiny model."""
 
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from unlearn.checks import UsageError
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
 from unlearn.losses import mean_token_nll, npo_loss, sequence_nll, token_entropy
-from unlearn.methods import CEU, NPO, NPOSAM, PDU, UNDIAL, NPOEntropy
+from unlearn.methods import CEU, NPO, NPOSAM, PDU, UNDIAL, GradDiff, NPOEntropy
 from unlearn.models import load_model
 
 
@@ -24,6 +25,25 @@ def first_batches(count: int) -> list[dict]:
 
 def logits_of(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
     return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+
+
+def test_npo_first_step_is_log_two_scaled(tmp_path, fit, adam):
+    """At step 0 the policy is the reference: log-ratio 0, so L = -(2/β)·log σ(0) = (2/β)·log 2."""
+    steps = fit(NPO(model="tiny-scratch", beta=0.1, retain_weight=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
+    assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
+
+
+def test_npo_cached_and_frozen_references_agree(tmp_path, fit, adam):
+    cached = fit(NPO(model="tiny-scratch", reference="cached", optimizer=adam(1e-3)), tmp_path / "c", steps=4)
+    frozen = fit(NPO(model="tiny-scratch", reference="frozen", optimizer=adam(1e-3)), tmp_path / "f", steps=4)
+    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
+    assert cached[-1]["train/forget"] != pytest.approx(cached[0]["train/forget"]), "training must move the loss"
+
+
+def test_graddiff_kl_uses_a_frozen_reference(tmp_path, fit, adam):
+    steps = fit(GradDiff(model="tiny-scratch", retain_loss="kl", optimizer=adam(1e-3)), tmp_path, steps=3)
+    assert steps[0]["train/retain"] == pytest.approx(0.0, abs=1e-6), "KL to itself is zero before any update"
+    assert steps[-1]["train/retain"] > 0
 
 
 def test_npo_sam_puts_bf16_weights_back_exactly():

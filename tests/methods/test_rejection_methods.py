@@ -1,12 +1,44 @@
-"""IDK+AP and AltPO wired into Lightning: refusal pairing on retain, self-generated alternates."""
+"""IDK fine-tuning, IDK+AP, DPO and AltPO wired into Lightning: refusals, refusal pairing on retain, preference
+pairs row for row, self-generated alternates."""
 
 import math
 
 import pytest
 
-from unlearn.data.sources import Refusals, SyntheticQA
+from unlearn.data.datamodule import UnlearnDataModule
+from unlearn.data.sources import REFUSALS, Refusals, SyntheticQA
 from unlearn.eval.metrics import normalize_answer
-from unlearn.methods import IDKAP, AltPO
+from unlearn.methods import DPO, IDKAP, AltPO, IDKFineTune
+
+
+def test_idk_fine_tuning_makes_refusals_likely(tmp_path, fit, adam):
+    forget = Refusals(SyntheticQA("forget01"))
+    rows = forget.load()
+    assert [r["question"] for r in rows] == [r["question"] for r in SyntheticQA("forget01").load()]
+    assert {r["answer"] for r in rows} <= set(REFUSALS) and rows == forget.load()
+    steps = fit(
+        IDKFineTune(model="tiny-scratch", retain_weight=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget
+    )
+    assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"
+
+
+def test_dpo_starts_at_log_two_and_references_agree(tmp_path, fit, adam):
+    """Policy = reference at step 0: both log-ratios are 0, so L = (2/β)·log 2; cached and frozen then agree."""
+
+    def fit_dpo(reference):
+        module = DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3))
+        return fit(module, tmp_path / reference, steps=4, forget_alt=Refusals(SyntheticQA("forget01")))
+
+    cached, frozen = fit_dpo("cached"), fit_dpo("frozen")
+    assert cached[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
+    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
+    assert cached[-1]["train/forget"] < cached[0]["train/forget"]
+
+
+def test_forget_alt_must_pair_row_for_row():
+    data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=SyntheticQA("forget05"))
+    with pytest.raises(ValueError, match="must pair row for row"):
+        data.setup("fit")
 
 
 def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answers(tmp_path, fit, adam):

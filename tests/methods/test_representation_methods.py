@@ -1,4 +1,4 @@
-"""Adaptive RMU, RR and RMU+LAT wired into Lightning: coefficients, schedules and the adversary's bound."""
+"""RMU, Adaptive RMU, RR and RMU+LAT wired into Lightning: coefficients, schedules and the adversary's bound."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ import transformers.masking_utils
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages
 from unlearn.losses import mean_token_nll
-from unlearn.methods import RMULAT, RR, AdaptiveRMU
+from unlearn.methods import RMU, RMULAT, RR, AdaptiveRMU
 from unlearn.methods.representation import added_to_output
 from unlearn.models import load_model
 
@@ -20,6 +20,21 @@ def first_batches(count: int) -> list[dict]:
     data.setup("fit")
     loader = data.train_dataloader()
     return [batch["forget"] for _ in range(count) for batch in loader][:count]
+
+
+def test_rmu_trains_only_the_selected_weights(tmp_path, fit, adam):
+    module = RMU(model="tiny-scratch", layer=2, optimizer=adam(1e-2))
+    fit(module, tmp_path, steps=2, forget=SyntheticPassages("forget01"), retain=SyntheticPassages("retain"))
+    before = dict(load_model("tiny-scratch").named_parameters())
+    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
+    assert len(module.reference.model.layers) == 3, "the frozen reference stops after the hooked layer"
+
+
+def test_rmu_layer_out_of_range_names_the_fix():
+    module = RMU(model="tiny-scratch", layer=9)
+    with pytest.raises(ValueError, match=r"out of range: tiny-scratch has 4 decoder layers \(0..3\)"):
+        module.configure_model()
 
 
 def test_adaptive_rmu_coefficient_is_k_times_mean_reference_norm(tmp_path, fit, adam):

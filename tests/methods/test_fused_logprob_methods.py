@@ -1,131 +1,14 @@
-"""Methods wired into Lightning: references, trainable selection, guards and saving."""
-
-import math
+"""The fused lm-head path across methods: the logits path's losses without (B, T, V) logits, refused where a loss
+reads every logit."""
 
 import pytest
 import torch
 
 from unlearn.checks import UsageError
-from unlearn.data.datamodule import UnlearnDataModule
-from unlearn.data.sources import SyntheticPassages, SyntheticQA
-from unlearn.methods import (
-    CEU,
-    DPO,
-    ELM,
-    NPO,
-    PDU,
-    RMU,
-    UNDIAL,
-    WGA,
-    GradDiff,
-    GradientAscent,
-    IDKFineTune,
-    NPOEntropy,
-    SatImp,
-)
+from unlearn.methods import CEU, ELM, NPO, PDU, UNDIAL, WGA, GradientAscent, IDKFineTune, NPOEntropy, SatImp
 from unlearn.methods.grun import GRUN
 from unlearn.methods.lora import LoRA
 from unlearn.models import load_model
-
-
-def test_npo_first_step_is_log_two_scaled(tmp_path, fit, adam):
-    """At step 0 the policy is the reference: log-ratio 0, so L = -(2/β)·log σ(0) = (2/β)·log 2."""
-    steps = fit(NPO(model="tiny-scratch", beta=0.1, retain_weight=0.0, optimizer=adam(1e-3)), tmp_path, steps=1)
-    assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
-
-
-def test_npo_cached_and_frozen_references_agree(tmp_path, fit, adam):
-    cached = fit(NPO(model="tiny-scratch", reference="cached", optimizer=adam(1e-3)), tmp_path / "c", steps=4)
-    frozen = fit(NPO(model="tiny-scratch", reference="frozen", optimizer=adam(1e-3)), tmp_path / "f", steps=4)
-    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
-    assert cached[-1]["train/forget"] != pytest.approx(cached[0]["train/forget"]), "training must move the loss"
-
-
-def test_graddiff_kl_uses_a_frozen_reference(tmp_path, fit, adam):
-    steps = fit(GradDiff(model="tiny-scratch", retain_loss="kl", optimizer=adam(1e-3)), tmp_path, steps=3)
-    assert steps[0]["train/retain"] == pytest.approx(0.0, abs=1e-6), "KL to itself is zero before any update"
-    assert steps[-1]["train/retain"] > 0
-
-
-def test_rmu_trains_only_the_selected_weights(tmp_path, fit, adam):
-    module = RMU(model="tiny-scratch", layer=2, optimizer=adam(1e-2))
-    fit(module, tmp_path, steps=2, forget=SyntheticPassages("forget01"), retain=SyntheticPassages("retain"))
-    before = dict(load_model("tiny-scratch").named_parameters())
-    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
-    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
-    assert len(module.reference.model.layers) == 3, "the frozen reference stops after the hooked layer"
-
-
-def test_rmu_layer_out_of_range_names_the_fix():
-    module = RMU(model="tiny-scratch", layer=9)
-    with pytest.raises(ValueError, match=r"out of range: tiny-scratch has 4 decoder layers \(0..3\)"):
-        module.configure_model()
-
-
-def test_nan_loss_stops_the_run_and_saves_nothing(tmp_path, fit, adam):
-    class Broken(GradientAscent):
-        def objective(self, batch):
-            terms = super().objective(batch)
-            return {"loss": terms["loss"] * float("nan") if self.global_step == 1 else terms["loss"]}
-
-    with pytest.raises(FloatingPointError, match="at step 1"):
-        fit(Broken(model="tiny-scratch", optimizer=adam(1e-3)), tmp_path, steps=3)
-    assert not (tmp_path / "model").exists()
-
-
-def test_checkpoints_leave_the_reference_out():
-    """The module's state_dict, which Lightning and DeepSpeed both save, has the policy but not the frozen copy."""
-    module = NPO(model="tiny-scratch", reference="frozen")
-    module.configure_model()
-    assert any(k.startswith("reference.") for k, _ in module.named_parameters()), "the copy exists"
-    state = module.state_dict()
-    assert not any(k.startswith("reference.") for k in state)
-    assert {f"model.{k}" for k in module.model.state_dict()} <= set(state)
-
-
-def test_unmatched_trainable_regex_is_a_clear_error():
-    module = GradientAscent(model="tiny-scratch", trainable=r"no_such_weight")
-    with pytest.raises(ValueError, match="matches no parameter"):
-        module.configure_model()
-
-
-def test_missing_local_model_path_is_a_clear_error(tmp_path):
-    module = GradientAscent(model=str(tmp_path / "no_such_model"))
-    with pytest.raises(ValueError, match="does not exist"):
-        module.configure_model()
-
-
-def test_idk_fine_tuning_makes_refusals_likely(tmp_path, fit, adam):
-    from unlearn.data.sources import REFUSALS, Refusals
-
-    forget = Refusals(SyntheticQA("forget01"))
-    rows = forget.load()
-    assert [r["question"] for r in rows] == [r["question"] for r in SyntheticQA("forget01").load()]
-    assert {r["answer"] for r in rows} <= set(REFUSALS) and rows == forget.load()
-    steps = fit(
-        IDKFineTune(model="tiny-scratch", retain_weight=0.0, optimizer=adam(1e-2)), tmp_path, steps=15, forget=forget
-    )
-    assert steps[-1]["train/forget"] < 0.5 * steps[0]["train/forget"], "the refusal NLL must fall"
-
-
-def test_dpo_starts_at_log_two_and_references_agree(tmp_path, fit, adam):
-    """Policy = reference at step 0: both log-ratios are 0, so L = (2/β)·log 2; cached and frozen then agree."""
-    from unlearn.data.sources import Refusals
-
-    def fit_dpo(reference):
-        module = DPO(model="tiny-scratch", reference=reference, optimizer=adam(1e-3))
-        return fit(module, tmp_path / reference, steps=4, forget_alt=Refusals(SyntheticQA("forget01")))
-
-    cached, frozen = fit_dpo("cached"), fit_dpo("frozen")
-    assert cached[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
-    assert [s["train/loss"] for s in cached] == pytest.approx([s["train/loss"] for s in frozen], rel=1e-4)
-    assert cached[-1]["train/forget"] < cached[0]["train/forget"]
-
-
-def test_forget_alt_must_pair_row_for_row():
-    data = UnlearnDataModule("tiny-scratch", forget=SyntheticQA("forget01"), forget_alt=SyntheticQA("forget05"))
-    with pytest.raises(ValueError, match="must pair row for row"):
-        data.setup("fit")
 
 
 def builds_logits(head, args, output) -> bool:
