@@ -177,6 +177,22 @@ def test_npo_entropy_adds_the_entropies_of_the_outputs_npo_computed(tmp_path, fi
     assert len(calls) == 2 * 2, "forget and retain: one forward each per step"
 
 
+def test_npo_entropy_shares_the_forward_of_a_role_passed_as_a_new_dict(tmp_path, fit, adam):
+    """The outputs are shared by role, not by the inputs' object: a method that rebuilds the forget dict still makes
+    the one forget forward of the step that the entropy reads."""
+
+    class Rebuilding(NPOEntropy):
+        def forget_loss(self, batch):
+            return super().forget_loss({**batch, "forget": dict(batch["forget"])})
+
+    module = Rebuilding(model="tiny-scratch", lambda_retain=0.0, retain_weight=0.0, optimizer=adam(1e-3))
+    module.configure_model()
+    calls = []
+    module.model.register_forward_hook(lambda model, *args: calls.append(1) if model.training else None)
+    fit(module, tmp_path, steps=2)
+    assert len(calls) == 2, "forget only: one forward per step"
+
+
 @pytest.mark.parametrize("stage", [2, 3])
 def test_npo_sam_refuses_deepspeed_before_loading(tmp_path, stage):
     """ZeRO keeps weights or gradients partitioned, where ε cannot move whole weights by the whole gradient."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -89,6 +91,7 @@ class UnlearnModule(L.LightningModule, ABC):
         self.kernel_backend = kernel_backend
         self.prompt_format = PromptFormat(prompt_format)
         self.model: torch.nn.Module | None = None
+        self._shared_outputs: dict[str, torch.Tensor | LMHeadInputs] | None = None  # by role, in sharing_outputs
         self._fp32_buffers: set[str] = set()
         self.strict_loading = False  # checkpoints leave the frozen reference out
         self.register_state_dict_post_hook(_without_reference)
@@ -165,9 +168,23 @@ class UnlearnModule(L.LightningModule, ABC):
         """Logits (B, T, V) of the policy on a collated batch."""
         return self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs).logits
 
-    def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
-        """What the policy's log-prob and entropy losses read (see `outputs_of`)."""
-        return self.outputs_of(self.model, inputs)
+    def lm_outputs(self, inputs: dict[str, torch.Tensor], role: str | None = None) -> torch.Tensor | LMHeadInputs:
+        """What the policy's log-prob and entropy losses read (see `outputs_of`). `role` says `inputs` is the batch's
+        `batch[role]`: inside `sharing_outputs`, each role is forwarded once and every term reads that forward."""
+        if role is None or self._shared_outputs is None:
+            return self.outputs_of(self.model, inputs)
+        if role not in self._shared_outputs:
+            self._shared_outputs[role] = self.outputs_of(self.model, inputs)
+        return self._shared_outputs[role]
+
+    @contextmanager
+    def sharing_outputs(self) -> Iterator[None]:
+        """One policy forward per batch role for the terms computed inside, which must not move the weights."""
+        self._shared_outputs = {}
+        try:
+            yield
+        finally:
+            self._shared_outputs = None
 
     def outputs_of(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
         """Logits of the policy or a reference, or its hidden states + lm-head when `fused_logprob` is on."""

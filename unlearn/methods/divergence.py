@@ -80,7 +80,7 @@ class RetainRegularised(UnlearnModule):
         """The retain loss on this step's retain rows, before retain_weight."""
         retain = batch["retain"]
         if self.retain_loss == "nll":
-            return mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=token_count(retain))
+            return mean_token_nll(self.lm_outputs(retain, "retain"), retain["labels"], num_tokens=token_count(retain))
         logits = self(retain)
         with torch.no_grad():
             reference_logits = self.reference(
@@ -110,7 +110,9 @@ class GradDiff(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        ascent = gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))
+        ascent = gradient_ascent_loss(
+            self.lm_outputs(forget, "forget"), forget["labels"], num_tokens=token_count(forget)
+        )
         return self.with_retain(self.gamma * ascent, batch)
 
 
@@ -172,7 +174,7 @@ class NPO(ReferenceScored):
     def forget_loss(self, batch: dict) -> torch.Tensor:
         """NPO's forget term on this step's forget rows."""
         forget = batch["forget"]
-        policy_nll, _ = sequence_nll(self.lm_outputs(forget), forget["labels"])
+        policy_nll, _ = sequence_nll(self.lm_outputs(forget, "forget"), forget["labels"])
         return npo_loss(policy_nll, self.reference_nll(forget), beta=self.beta)
 
 

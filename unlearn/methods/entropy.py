@@ -15,8 +15,8 @@ class EntropyRegularised(RetainRegularised):
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
     Models", ICLR 2025, arXiv:2410.03523.
 
-    Combine by inheritance, entropy first (see NPOEntropy below): the method's objective is unchanged and the
-    entropies read the very policy outputs it computed this step, one forward per role through `lm_outputs`, so the
+    Combine by inheritance, entropy first (see NPOEntropy below): the method's objective is unchanged and, inside
+    `sharing_outputs`, the entropies read the very policy outputs it computed this step, one forward per role, so the
     fused kernel serves both.
     """
 
@@ -36,8 +36,6 @@ class EntropyRegularised(RetainRegularised):
         self.lambda_forget = lambda_forget
         self.lambda_retain = lambda_retain
         self.temperature = temperature
-        self._step_outputs: dict[int, torch.Tensor | LMHeadInputs] | None = None
-        self._entropy_inputs: set[int] = set()  # ids of this step's inputs whose entropy is a term
 
     def needed_data(self) -> dict[str, str]:
         if self.lambda_retain == 0:
@@ -45,28 +43,17 @@ class EntropyRegularised(RetainRegularised):
         missing = f"lambda_retain={self.lambda_retain} raises the entropy on data.retain, which is not set"
         return {**super().needed_data(), "retain": f"{missing}; add a retain source or set lambda_retain: 0"}
 
-    def lm_outputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | LMHeadInputs:
-        """Inside `objective`, each role's outputs are computed once and shared by every term; on the fused path one
-        kernel call gives a role its log-probs and entropies together."""
-        if self._step_outputs is None:
-            return super().lm_outputs(inputs)
-        key = id(inputs)
-        if key not in self._step_outputs:
-            outputs = super().lm_outputs(inputs)
-            if isinstance(outputs, LMHeadInputs) and key in self._entropy_inputs:
-                outputs.entropy_temperature = self.temperature
-            self._step_outputs[key] = outputs
-        return self._step_outputs[key]
-
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
-        self._step_outputs = {}
-        self._entropy_inputs = {id(batch["forget"])} | ({id(batch["retain"])} if self.lambda_retain != 0 else set())
-        try:
+        with self.sharing_outputs():
+            for role in ["forget"] + (["retain"] if self.lambda_retain != 0 else []):
+                outputs = self.lm_outputs(batch[role], role)
+                if isinstance(outputs, LMHeadInputs):  # one kernel call gives the role its log-probs and entropies
+                    outputs.entropy_temperature = self.temperature
             terms = super().objective(batch)
             forget = batch["forget"]
             if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
                 h_forget = token_entropy(
-                    self.lm_outputs(forget),
+                    self.lm_outputs(forget, "forget"),
                     forget["labels"],
                     temperature=self.temperature,
                     num_tokens=token_count(forget),
@@ -74,9 +61,9 @@ class EntropyRegularised(RetainRegularised):
                 return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
             retain = batch["retain"]
             total, h_forget, h_retain = entropy_objective(
-                self.lm_outputs(forget),
+                self.lm_outputs(forget, "forget"),
                 forget["labels"],
-                self.lm_outputs(retain),
+                self.lm_outputs(retain, "retain"),
                 retain["labels"],
                 lambda_forget=self.lambda_forget,
                 lambda_retain=self.lambda_retain,
@@ -85,8 +72,6 @@ class EntropyRegularised(RetainRegularised):
                 retain_tokens=token_count(retain),
             )
             return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
-        finally:
-            self._step_outputs = None
 
 
 class NPOEntropy(EntropyRegularised, NPO):
