@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from unlearn.data.prompts import PLAIN
+from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import SyntheticQA
 from unlearn.eval.scoring import choice_logprobs
 from unlearn.models import BUILTIN, load_model, load_tokenizer
 from unlearn.robustness import AdversarialPrompt
-from unlearn.robustness.gcg import attacked, gcg, make_slots, mean_losses, token_gradients
+from unlearn.robustness.gcg import attacked, gcg, initial_ids, make_slots, mean_losses, stable, token_gradients
 
 RETAIN = str(BUILTIN["tiny-retain"])  # never saw the forget people: its answers have room to rise
 
@@ -93,3 +93,17 @@ def test_per_question_strings_go_to_their_own_question_only(tmp_path, attack_run
 def test_bad_hyperparameters_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         AdversarialPrompt(**args)
+
+
+def test_the_initial_string_tokenises_back_where_the_bpe_merges_repeats(smol):
+    """SmolLM2's byte-level BPE merges "!!": ten "!" tokens would decode into a string of other tokens, so GCG starts
+    from the next candidate, whose string the evaluator's prompt tokenises into exactly those ids."""
+    _, tokenizer = smol
+    chat = PromptFormat("chat")
+    (slot,) = make_slots(tokenizer, chat, [("What is the capital of France?", "Paris")], "suffix")
+    bangs = torch.tensor(tokenizer("!", add_special_tokens=False).input_ids * 10)
+    assert not stable(tokenizer, chat, [slot], bangs[None], "suffix")[0]
+    ids = initial_ids(tokenizer, chat, [slot], "suffix", 10).tolist()
+    prompt = chat.prompt(attacked(slot.question, tokenizer.decode(ids), "suffix"), tokenizer)
+    assert len(ids) == 10 and ids != bangs.tolist()
+    assert tokenizer(prompt, add_special_tokens=chat.special_tokens).input_ids == slot.before + ids + slot.after

@@ -13,7 +13,9 @@ from unlearn.robustness.base import Attack, Target
 from unlearn.robustness.finetune import held_out_split
 from unlearn.robustness.mcq import forget_mcq
 
-INIT = "!"  # GCG's initial string: this token, n_tokens times
+# GCG's initial string is one of these tokens n_tokens times: the first that tokenises back into itself inside the
+# prompt ("!" does for most tokenizers; byte-level BPEs such as SmolLM2's merge "!!" into one token, so " !" then).
+INITS = ("!", " !", "x", " x", ".", " the")
 
 
 def attacked(question: str, string: str, position: str) -> str:
@@ -103,15 +105,24 @@ def stable(tokenizer, prompt_format: PromptFormat, slots: list[Slot], candidates
     return same.view(len(candidates), len(slots)).all(1)
 
 
+def initial_ids(
+    tokenizer, prompt_format: PromptFormat, slots: list[Slot], position: str, n_tokens: int
+) -> torch.Tensor:
+    """n_tokens copies of the first of INITS' tokens whose string tokenises back into its own tokens in every slot."""
+    for text in INITS:
+        ids = torch.tensor(tokenizer(text, add_special_tokens=False).input_ids[-1:] * n_tokens)
+        if stable(tokenizer, prompt_format, slots, ids[None], position)[0]:
+            return ids
+    raise ValueError(f"no initial string of {n_tokens} x one of {INITS} tokenises back into its own tokens")
+
+
 def gcg(
     model: torch.nn.Module, tokenizer, prompt_format: PromptFormat, slots: list[Slot], *, position: str,
     n_tokens: int, iterations: int, top_k: int, candidates: int, batch_size: int, generator: torch.Generator,
 ) -> tuple[list[int], list[float]]:  # fmt: skip
     """GCG's adversarial token ids for `slots` and the mean answer NLL before and after each iteration (a candidate
     replaces the string only when it lowers the loss, so the losses never rise)."""
-    ids = torch.tensor(tokenizer(INIT, add_special_tokens=False).input_ids[-1:] * n_tokens)
-    if not stable(tokenizer, prompt_format, slots, ids[None], position)[0]:
-        raise ValueError(f"the initial string {tokenizer.decode(ids)!r} does not tokenise back into its own tokens")
+    ids = initial_ids(tokenizer, prompt_format, slots, position, n_tokens)
     allowed = torch.zeros(len(model.get_input_embeddings().weight), dtype=torch.bool)
     allowed[: len(tokenizer)] = True
     allowed[tokenizer.all_special_ids] = False
