@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.methods import ROOT, RESULTS, device_name, run_method
+from benchmarks.methods import RESULTS, ROOT, device_name, run_method
 from unlearn.io import atomic_write_bytes, atomic_write_json
 
 # Per tier: the methods attacked, the suite, and the metrics tabulated (the real model answers in sentences: ROUGE-L).
