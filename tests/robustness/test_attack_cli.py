@@ -80,7 +80,7 @@ def test_unknown_attack_or_key_is_a_parse_error(tmp_path, capsys, no_loading, ar
 
 def test_unwritable_run_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
     (tmp_path / "file").write_text("a file where the run folder should go")
-    monkeypatch.setattr("unlearn.methods.base.load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("unlearn.methods.saved.load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
     args = ["--model.init_args.model", TARGET, "--trainer.default_root_dir", str(tmp_path / "file" / "run")]
     with pytest.raises(SystemExit):
         main(["attack", "--config", str(quick_attack(tmp_path)), *args])
