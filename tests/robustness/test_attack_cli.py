@@ -46,7 +46,12 @@ def no_loading_fixture(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model or tokenizer was loaded")
 
-    for module in ("unlearn.methods.base", "unlearn.methods.saved", "unlearn.data.datamodule", "unlearn.robustness.ablation"):
+    for module in (
+        "unlearn.methods.base",
+        "unlearn.methods.saved",
+        "unlearn.data.datamodule",
+        "unlearn.robustness.ablation",
+    ):
         for name in ("load_model", "load_tokenizer"):
             monkeypatch.setattr(f"{module}.{name}", refuse, raising=False)
 
