@@ -11,16 +11,14 @@ from pathlib import Path
 from huggingface_hub import constants, get_session, snapshot_download
 from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
 
-from unlearn.models import HUB_ID
+from unlearn.models import names_local_path
 
 PROBE_SECONDS = 3.0  # the whole probe, name lookup included (an unreachable DNS server takes far longer)
 
 
 def hub_shaped(name: str) -> bool:
     """Whether `name` can only mean a hub repository: owner/name or name, and no local path that it could be."""
-    first = name.split("/")[0]
-    local = name.startswith(".") or Path(name).expanduser().exists() or Path(first).is_dir()
-    return bool(HUB_ID.fullmatch(name)) and not local
+    return not names_local_path(name) and not Path(name).expanduser().exists()
 
 
 def fetch_problems(settings: list[str], repo_id: str, repo_type: str) -> list[str]:

@@ -45,13 +45,18 @@ def model_problems(name_or_path: str, tokenizer: bool = True) -> list[str]:
     return [f"model {name_or_path!r}: {p}" for p in problems]
 
 
+def names_local_path(name_or_path: str) -> bool:
+    """Whether a name can only mean a local path: it starts with / . ~, is not shaped like a hub id, or its first part
+    is a local folder."""
+    first = Path(name_or_path.split("/")[0])
+    return name_or_path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(name_or_path) or first.is_dir()
+
+
 def _path_problems(name_or_path: str) -> list[str]:
     """A name that must be a local path (it starts with / . ~, has several slashes, or its first part is a local
     folder) but does not exist; the hub would only say "Repo id must be in the form 'namespace/repo_name'"."""
     path = Path(name_or_path).expanduser()
-    first = Path(name_or_path.split("/")[0])
-    local = name_or_path.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(name_or_path) or first.is_dir()
-    if not local or path.exists():
+    if not names_local_path(name_or_path) or path.exists():
         return []
     near = path.parent if path.parent.is_dir() else None
     seen = f"; {near} holds {sorted(p.name for p in near.iterdir())[:8]}" if near else ""
