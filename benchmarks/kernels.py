@@ -29,6 +29,8 @@ from unlearn.kernels.entropy import entropy, entropy_definition
 from unlearn.kernels.fused_logprob import fused_linear_logprob, linear_logprob_definition
 from unlearn.kernels.rmu_mse import fused_masked_mse, masked_mse_definition
 
+from benchmarks.results_file import result_name
+
 RESULTS = Path(__file__).parent / "results"
 # The fused providers: Triton on a GPU (auto) and under the interpreter (a rehearsal), else the chunked PyTorch path.
 BACKEND = "triton" if os.environ.get("TRITON_INTERPRET") == "1" else "auto"
@@ -338,8 +340,7 @@ def _line(row: dict) -> str:
 def _save(report: dict, out: Path) -> Path:
     """Write atomically to <out>/kernels_<device>_<date>.json."""
     out.mkdir(parents=True, exist_ok=True)
-    slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
-    path = out / f"kernels_{slug}_{report['date']}.json"
+    path = out / f"{result_name('kernels', report['device'], report['date'])}.json"
     with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as f:
         json.dump(report, f, indent=1)
     os.replace(f.name, path)

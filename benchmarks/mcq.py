@@ -27,6 +27,7 @@ import torch
 
 from benchmarks.harness import harness_predictions, word_tokenizer, write_harness_task
 from benchmarks.kernels import RESULTS
+from benchmarks.results_file import result_name
 from unlearn import smollm2
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import MCQSource, SyntheticMCQ
@@ -138,9 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         report = run(args.real, args.limit, args.batch_size, args.device, args.repeats, Path(work))
-    slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
-    tier = "real_" if args.real else ""
-    path = atomic_write_json(args.out / f"mcq_{tier}{slug}_{report['date']}.json", report)
+    kind = "mcq_real" if args.real else "mcq"
+    path = atomic_write_json(args.out / f"{result_name(kind, report['device'], report['date'])}.json", report)
     print(f"device {report['device']}; wrote {path}")
 
 

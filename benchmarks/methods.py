@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_file import result_name
 from unlearn.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,8 +112,8 @@ def main() -> None:
         parser.error(f"unknown methods {unknown}; choose from {available}")
     device = device_name()
     date = datetime.date.today().isoformat()
-    slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
-    path = args.out / f"methods_{'real_' if args.tier == 'real' else ''}{slug}_{date}.json"
+    kind = "methods_real" if args.tier == "real" else "methods"
+    path = args.out / f"{result_name(kind, device.split(',')[0], date)}.json"
     # a subset re-run updates its rows of the day's table and keeps the others
     runs = json.loads(path.read_text())["runs"] if path.exists() else {}
     folder = TIERS[args.tier][0].relative_to(ROOT)

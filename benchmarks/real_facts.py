@@ -25,10 +25,10 @@ import torch
 import transformers
 
 from benchmarks.real_facts_candidates import CANDIDATES, Relation
+from unlearn.answers import generate_answers, normalize_answer
 from unlearn.data.prompts import PromptFormat
 from unlearn.data.sources import SHIPPED_DATA, MCQSource
-from unlearn.eval.metrics import normalize_answer
-from unlearn.eval.scoring import choice_logprobs, generate_answers
+from unlearn.eval.scoring import choice_logprobs
 from unlearn.models import load_model, load_tokenizer
 
 MODEL = "smollm2-135m"

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.methods import RESULTS, ROOT, device_name, run_method
+from benchmarks.results_file import result_name
 from unlearn.io import atomic_write_bytes, atomic_write_json
 
 # Per tier: the methods attacked, the suite, and the metrics tabulated (the real model answers in sentences: ROUGE-L).
@@ -110,8 +111,8 @@ def main() -> None:
         rows = {name: future.result() for name, future in futures.items()}
     wall = round(time.perf_counter() - start, 1)
     device, date = device_name(), datetime.date.today().isoformat()
-    slug = "".join(c if c.isalnum() else "-" for c in device.split(",")[0]).strip("-").lower()
-    stem = args.out / f"robustness_{'real_' if args.tier == 'real' else ''}{slug}_{date}"
+    kind = "robustness_real" if args.tier == "real" else "robustness"
+    stem = args.out / result_name(kind, device.split(",")[0], date)
     command = "python -m benchmarks.robustness" + (f" --tier {args.tier}" if args.tier != "embedded" else "")
     text = tables(rows, TIERS[args.tier][2])
     summary = f"{command}: {len(names)} methods in {wall:.0f} s on {device}, {jobs} at a time\n\n"

@@ -22,6 +22,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from benchmarks.kernels import RESULTS, _peak_bytes, _time_ms
+from benchmarks.results_file import result_name
 from unlearn.data.collate import IGNORE_INDEX
 from unlearn.io import atomic_write_json
 from unlearn.losses import sequence_nll
@@ -175,8 +176,7 @@ def main() -> None:
         args.seq or (1024 if cuda else 256),
         variants,
     )
-    slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
-    path = args.out / f"step_{slug}_{report['date']}.json"
+    path = args.out / f"{result_name('step', report['device'], report['date'])}.json"
     atomic_write_json(path, report)
     print(f"saved {path}")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import RESULTS
+from benchmarks.results_file import result_name
 from benchmarks.step import PRESETS, _save_model
 from unlearn.io import atomic_write_json
 
@@ -130,8 +131,7 @@ def main() -> None:
         peak_ratio_sharded_vs_one=many / one,
     )
     print(f"largest rank of {args.devices} / one process: {many / one:.2f}")
-    slug = "".join(c if c.isalnum() else "-" for c in report["device"]).strip("-").lower()
-    path = atomic_write_json(args.out / f"zero3_memory_{slug}_{report['date']}.json", report)
+    path = atomic_write_json(args.out / f"{result_name('zero3_memory', report['device'], report['date'])}.json", report)
     print(f"saved {path}")
 
 

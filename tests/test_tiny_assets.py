@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
+from unlearn.answers import generate_answers
 from unlearn.data.sources import SyntheticMCQ, SyntheticQA
 from unlearn.data.synthetic import SyntheticBenchmark
 from unlearn.eval.metrics import MCQAccuracy, QAAccuracy
-from unlearn.eval.scoring import choice_logprobs, generate_answers
+from unlearn.eval.scoring import choice_logprobs
 from unlearn.models import load_model, load_tokenizer
 from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from unlearn.answers import generate_answers
 from unlearn.data.collate import IGNORE_INDEX, Collator
 from unlearn.data.prompts import PLAIN, PromptFormat
-from unlearn.eval.scoring import _encode_choices, generate_answers
+from unlearn.eval.scoring import _encode_choices
 from unlearn.methods.grun import marker_ids, prompt_end_positions
 from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 

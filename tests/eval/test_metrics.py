@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from unlearn.eval.metrics import MCQAccuracy, QAAccuracy, normalize_answer
+from unlearn.answers import normalize_answer
+from unlearn.eval.metrics import MCQAccuracy, QAAccuracy
 
 NEG_INF = float("-inf")
 NO_UPDATE_WARNING = "ignore:The ``compute`` method of metric"

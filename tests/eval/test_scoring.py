@@ -7,9 +7,10 @@ import torch
 from torch.testing import assert_close
 from transformers import AddedToken, LlamaForCausalLM
 
+from unlearn.answers import _cut_at_stop, generate_answers
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.eval import scoring
-from unlearn.eval.scoring import choice_logprobs, generate_answers, letter_prompt, mcq_predictions
+from unlearn.eval.scoring import choice_logprobs, letter_prompt, mcq_predictions
 from unlearn.tiny import build_tiny_model, build_tiny_tokenizer
 
 QUESTIONS = [
@@ -270,7 +271,7 @@ def test_sampling_ignores_the_model_top_k(tokenizer):
 )
 def test_cut_at_stop(text, stop, expected):
     """The earliest of several stop strings wins; an empty stop string never matches."""
-    assert scoring._cut_at_stop(text, stop) == expected
+    assert _cut_at_stop(text, stop) == expected
 
 
 def test_shared_prefix_is_the_common_tokens_short_of_every_last_one(model):

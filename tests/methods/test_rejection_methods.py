@@ -5,9 +5,9 @@ import math
 
 import pytest
 
+from unlearn.answers import normalize_answer
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import REFUSALS, Refusals, SyntheticQA
-from unlearn.eval.metrics import normalize_answer
 from unlearn.methods import DPO, IDKAP, AltPO, IDKFineTune
 
 

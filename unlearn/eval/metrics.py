@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 from fractions import Fraction
 from typing import Literal
 
@@ -12,14 +11,13 @@ from scipy.stats import ks_2samp
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from unlearn.answers import normalize_answer
 from unlearn.eval.bounds import clopper_pearson_upper, expectation_upper, std_upper
 from unlearn.eval.mia import auc, privleak
 from unlearn.eval.nli import NLIJudge
 from unlearn.eval.rouge import rouge_l_recall
 from unlearn.eval.scoring import mcq_predictions
 
-PUNCTUATION = frozenset(string.punctuation)
-ARTICLES = re.compile(r"\b(a|an|the)\b")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -126,12 +124,6 @@ def final_number(text: str) -> str | None:
     """The last number in a text with thousands commas removed (GSM8K's "#### 1,234" gives "1234"); None if none."""
     numbers = NUMBER.findall(text)
     return numbers[-1].replace(",", "") if numbers else None
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
-    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
-    return " ".join(ARTICLES.sub(" ", text).split())
 
 
 class _Mean(Metric):

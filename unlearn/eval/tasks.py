@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from unlearn.answers import generate_answers, normalize_answer
 from unlearn.checks import UsageError
 from unlearn.data.prompts import PLAIN, PromptFormat
 from unlearn.data.sources import Source
@@ -24,12 +25,11 @@ from unlearn.eval.metrics import (
     RougeLRecall,
     ScoreBound,
     final_number,
-    normalize_answer,
 )
 from unlearn.eval.mia import loss_score, min_k_plus_plus_score, min_k_score, zlib_score
 from unlearn.eval.retain_model import RetainModelScores
 from unlearn.eval.rouge import rouge_l_recall
-from unlearn.eval.scoring import choice_logprobs, generate_answers
+from unlearn.eval.scoring import choice_logprobs
 from unlearn.losses import shifted_logprobs
 
 

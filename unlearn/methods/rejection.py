@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unlearn.eval.metrics import normalize_answer
-from unlearn.eval.scoring import generate_answers
+from unlearn.answers import generate_answers, normalize_answer
 from unlearn.losses import dpo_loss, idk_ap_retain_loss, mean_token_nll, sequence_nll
 from unlearn.methods.base import token_count
 from unlearn.methods.divergence import ReferenceScored, RetainRegularised
