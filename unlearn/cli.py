@@ -8,6 +8,8 @@ import signal
 import sys
 import warnings
 from argparse import ArgumentError
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -185,23 +187,36 @@ def main(args: list[str] | None = None) -> UnlearnCLI:
     error prints one paragraph and exits 2 when refused before the run starts (UsageError), 1 when found later."""
     quiet_library_noise()
     args = None if args is None else list(args)
-    argv = sys.argv if args is None else args  # Lightning warns when given args as well as a command line
-    if "--debug" in argv:
-        argv.remove("--debug")
-        os.environ[DEBUG] = "1"
+    take_debug_flag(sys.argv if args is None else args)  # Lightning warns when given args as well as a command line
     try:
-        return UnlearnCLI(
-            UnlearnModule,
-            UnlearnDataModule,
-            subclass_mode_model=True,
-            save_config_callback=SaveConfig,
-            trainer_class=UnlearnTrainer,
-            seed_everything_default=0,
-            args=args,
-        )
+        with user_errors():
+            return UnlearnCLI(
+                UnlearnModule,
+                UnlearnDataModule,
+                subclass_mode_model=True,
+                save_config_callback=SaveConfig,
+                trainer_class=UnlearnTrainer,
+                seed_everything_default=0,
+                args=args,
+            )
     except SIGTERMException:  # Lightning stops at the next step on SIGTERM with a SystemExit whose code is 0
         print("stopped by SIGTERM before the run finished: no metrics.json or model was written", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def take_debug_flag(argv: list[str]) -> None:
+    """`--debug` anywhere on a command line: removed, and user errors show their traceback in this process."""
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ[DEBUG] = "1"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A user error printed as one paragraph, exiting 2 when refused before the run starts (UsageError), 1 when found
+    later; raised as it is, traceback and all, when debugging."""
+    try:
+        yield
     except USER_ERRORS as error:
         if debugging():
             raise

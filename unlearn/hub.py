@@ -26,19 +26,31 @@ def fetch_problems(settings: list[str], repo_id: str, repo_type: str) -> list[st
     reach; none when cached or when the hub answers (it then says itself whether the repository exists)."""
     if cached(repo_id, repo_type):
         return []
-    if constants.HF_HUB_OFFLINE:
-        why = "HF_HUB_OFFLINE=1 keeps the hub from being asked"
+    if offline := offline_variable(repo_type):
+        why = f"{offline}=1 keeps the hub from being asked"
     elif reason := unreachable(constants.ENDPOINT):
         why = f"the hub cannot be reached ({reason})"
     else:
         return []
     download = f"hf download {repo_id}" + (" --repo-type dataset" if repo_type == "dataset" else "")
-    then = "" if constants.HF_HUB_OFFLINE else ", then set HF_HUB_OFFLINE=1 so that it is read from there"
+    then = "" if offline else ", then set HF_HUB_OFFLINE=1 so that it is read from there"
     return [
         f"{', '.join(settings)}: {repo_id!r} is no local path, so it names a hub {repo_type}; {why}, and it is not "
         f"in the local cache ({constants.HF_HUB_CACHE}). Give a local folder holding it, or download it on a machine "
         f"with network (`{download}`) and copy that cache here (or point HF_HOME at it){then}"
     ]
+
+
+def offline_variable(repo_type: str) -> str | None:
+    """The variable that keeps the loader of a `repo_type` repository off the hub, if one does: datasets also reads
+    HF_DATASETS_OFFLINE (which, when set, overrides HF_HUB_OFFLINE for it), and then fails on what its cache lacks."""
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE"
+    if repo_type != "dataset":
+        return None
+    from datasets import config
+
+    return "HF_DATASETS_OFFLINE" if config.HF_HUB_OFFLINE else None
 
 
 def cached(repo_id: str, repo_type: str) -> bool:

@@ -20,9 +20,10 @@ from unlearn.models import BUILTIN, SCRATCH, model_problems
 
 LAYER_KEYS = ("layer", "adv_layer", "layers", "trainable_layers")
 BUILT_IN = {*BUILTIN, smollm2.NAME, SCRATCH}  # made or shipped here: never looked up on the hub
-# An evaluator's or its tasks' arguments that name a model they load, and whether its tokenizer files are checked
-# (an NLI model's may be spm.model alone, a file that model_problems does not count).
-MODEL_ARGS = {"retain_model": True, "nli_model": False}
+# An evaluator's, its tasks' or an attack's arguments that name a model they load, and whether its tokenizer files
+# are checked (an NLI model's may be spm.model alone, a file that model_problems does not count; an attack's original
+# model is read with the attacked model's tokenizer).
+MODEL_ARGS = {"retain_model": True, "nli_model": False, "original": False}
 
 
 class Named(NamedTuple):
@@ -38,13 +39,9 @@ def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     """Every cross-cutting problem of a parsed config, each naming the setting and the fix."""
     model = str(config.get("model.init_args.model", "tiny-target"))
     shape = local_config(model) or {}
-    named = [Named("model.init_args.model", model), *named_elsewhere(config)]
-    problems = [
-        f"{n.setting}: {p}" for n in named if n.repo_type == "model" for p in model_problems(n.name, n.tokenizer)
-    ]
+    problems = named_problems([Named("model.init_args.model", model), *named_elsewhere(config)])
     problems += positions_problems(model, shape, config.get("data.max_length"))
     problems += layer_problems(model, shape, config.get("model.init_args"))
-    problems += hub_problems(named)
     trainer = [config.get(f"trainer.{key}") for key in ("accelerator", "precision", "strategy")]
     problems += device_problems(*trainer)
     if subcommand == "fit":
@@ -52,9 +49,18 @@ def settings_problems(config: Namespace, subcommand: str | None) -> list[str]:
     return problems
 
 
+def named_problems(named: list[Named]) -> list[str]:
+    """What would make loading the named models and datasets fail: a local model's missing or damaged files, a hub
+    id that nothing could fetch; the CLI's config and the robustness suite's model list are checked with it."""
+    problems = [
+        f"{n.setting}: {p}" for n in named if n.repo_type == "model" for p in model_problems(n.name, n.tokenizer)
+    ]
+    return problems + hub_problems(named)
+
+
 def named_elsewhere(node: object, setting: str = "") -> Iterator[Named]:
-    """The models that an evaluator or its tasks will load and the data sources' paths, anywhere under `node`
-    (callback lists, evaluator tasks, mixtures), each with its setting."""
+    """The models that an evaluator, its tasks or an attack will load and the data sources' paths, anywhere under
+    `node` (callback lists, evaluator tasks, mixtures, the suite's attacks), each with its setting."""
     if isinstance(node, list):
         for index, item in enumerate(node):
             yield from named_elsewhere(item, f"{setting}[{index}]")

@@ -8,9 +8,11 @@ import pytest
 import yaml
 
 from tests.helpers import CONFIGS
+from unlearn import robustness
 from unlearn.cli import main
 from unlearn.config import load_config
 from unlearn.models import BUILTIN
+from unlearn.validate import MODEL_ARGS
 
 TARGET = str(BUILTIN["tiny-target"])  # a Hugging Face model folder, as fit saves an unlearned model
 
@@ -67,8 +69,16 @@ def test_missing_original_model_is_refused_before_loading(tmp_path, no_loading, 
     config = quick_attack(tmp_path, "direction_ablation", original=str(tmp_path / "nope"))
     with pytest.raises(SystemExit):
         main(["attack", "--config", str(config), "--model.init_args.model", TARGET])
-    assert re.search("original model .* is not an existing model folder", capsys.readouterr().err)
+    assert re.search(r"attack\.init_args\.original: model path '.*nope' does not exist", capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+def test_every_model_an_attack_loads_is_an_argument_the_cli_checks():
+    """The CLI finds the models to check by argument name (MODEL_ARGS), before any attack is built."""
+    attacks = [getattr(robustness, name) for name in robustness.__all__]
+    for attack in [a() for a in attacks if issubclass(a, robustness.Attack) and a is not robustness.Attack]:
+        checked = {getattr(attack, key) for key in MODEL_ARGS if hasattr(attack, key)}
+        assert set(attack.models().values()) <= checked, type(attack).__name__
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """`python -m unlearn.robustness`: each attack on a fresh model, one shared `before`, errors recorded, one table."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,12 @@ def test_several_models_make_one_table_with_a_model_column(tmp_path):
     assert [row.split(" | ")[0] for row in rows] == [f"| {run / 'model'}", f"| {TARGET}"]
 
 
-def test_missing_model_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ValueError, match="not an existing model folder"):
+def test_missing_model_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         main([TARGET, str(tmp_path / "no"), "--config", suite_config(tmp_path, ATTACKS), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert re.match(r"error: model: model path '.*/no' does not exist", err), err
     assert not (tmp_path / "o").exists()
 
 

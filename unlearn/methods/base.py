@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import ClassVar, Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from unlearn.checks import refuse
 from unlearn.data.collate import IGNORE_INDEX
@@ -112,6 +114,8 @@ class UnlearnModule(L.LightningModule, ABC):
             check_fusable_head(self.model, self.model_name)  # after the adapter, which may have wrapped the head
         self.prepare()
         self.select_trainable()
+        if self.frozen_reference is not None:
+            expect_eval_mode(self.frozen_reference)
 
     def prepare(self) -> None:
         """Hook for a method to check the model and build its reference; runs right after loading."""
@@ -140,11 +144,17 @@ class UnlearnModule(L.LightningModule, ABC):
             return []
         return [param for param in self.model.parameters() if param.requires_grad]
 
+    @property
+    def frozen_reference(self) -> torch.nn.Module | None:
+        """The frozen copy `prepare` built (unlearn.methods.reference.frozen_copy), if the method holds one."""
+        reference = getattr(self, "reference", None)
+        return reference if isinstance(reference, torch.nn.Module) else None
+
     def train(self, mode: bool = True) -> UnlearnModule:
         """Keep a frozen reference in eval mode whatever Lightning does to the policy."""
         super().train(mode)
-        if isinstance(getattr(self, "reference", None), torch.nn.Module):
-            self.reference.eval()
+        if self.frozen_reference is not None:
+            self.frozen_reference.eval()
         return self
 
     def select_trainable(self) -> None:
@@ -315,6 +325,19 @@ class SelfBackward:
         if scheduler is not None:
             scheduler.step()
         return loss
+
+
+def expect_eval_mode(reference: torch.nn.Module) -> None:
+    """A frozen reference is in eval mode on purpose: silence Lightning's fit-start warning for exactly its count of
+    eval modules, so that any other module left in eval mode (a count that differs) still warns."""
+    count = sum(not module.training for module in reference.modules())
+    if count:
+        warnings.filterwarnings(
+            "ignore",
+            message=re.escape(f"Found {count} module(s) in eval mode at the start of training."),
+            category=PossibleUserWarning,
+            module=r"lightning\.pytorch\.loops\.fit_loop",
+        )
 
 
 def _without_reference(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from unlearn.cli import SaveConfig, UnlearnCLI, quiet_library_noise
+from unlearn.checks import refuse
+from unlearn.cli import SaveConfig, UnlearnCLI, quiet_library_noise, take_debug_flag, user_errors
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.eval.summary import resolved_config
 from unlearn.io import check_writable
 from unlearn.methods import UnlearnModule
 from unlearn.robustness.base import Attack
-from unlearn.robustness.checks import check_model
 from unlearn.robustness.suite import run_suite
 from unlearn.robustness.table import write
+from unlearn.validate import Named, named_problems
 
 
 class SuiteCLI(UnlearnCLI):
@@ -31,8 +33,17 @@ def model_folder(path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    """Run the suite against every model and write robustness.json, robustness.md and robustness.png under --out."""
+    """Entry point of `python -m unlearn.robustness`; a user error prints one paragraph, as `python -m unlearn` does."""
     quiet_library_noise()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    take_debug_flag(argv)
+    with user_errors():
+        return run(argv)
+
+
+def run(argv: list[str]) -> list[Path]:
+    """Run the suite against every model and write robustness.json, robustness.md and robustness.png under --out;
+    every model is checked (a missing folder, a hub id nothing could fetch) before any runs."""
     parser = argparse.ArgumentParser(prog="python -m unlearn.robustness", description=__doc__)
     parser.add_argument("models", nargs="*", help="unlearned model folders, or run folders holding model/")
     parser.add_argument("--model", action="append", default=[], help="a model folder (repeatable; as MODEL)")
@@ -42,8 +53,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     models = [model_folder(m) for m in [*args.models, *args.model]]
     if not models:
         parser.error("give at least one model folder (MODEL or --model runs/<method>/model)")
-    for model in models:
-        check_model(model, "model")
+    refuse(named_problems([Named("model", model) for model in models]))
     check_writable(args.out, "--out")
     results = []
     for k, model in enumerate(models):
