@@ -83,3 +83,24 @@ def test_empty_forget_set_is_a_clear_error():
     data = UnlearnDataModule("tiny-scratch", forget=Empty("forget01"), retain=SyntheticQA("retain"))
     with pytest.raises(ValueError, match="forget set .* is empty"):
         data.setup("fit")
+
+
+def test_methods_read_copies_and_add_roles_through_the_interface():
+    """rows_of hands out copies a caller cannot change the served rows through; add_role indexes new rows, pairs
+    forget_alt with forget and never replaces a role."""
+    data = make(0, batch_size=4)
+    assert data.roles() == {"forget", "retain"}
+    rows = data.rows_of("forget")
+    rows[0]["answer"] = "changed"
+    rows.append({"question": "extra", "answer": "extra"})
+    assert data.rows_of("forget") == [{**row, "index": i} for i, row in enumerate(SyntheticQA("forget05").load())]
+    alternates = [{"question": row["question"], "answer": "no"} for row in data.rows_of("forget")]
+    with pytest.raises(ValueError, match="forget_alt has 49 rows but forget has 50"):
+        data.add_role("forget_alt", alternates[1:])
+    assert "forget_alt" not in data.roles()
+    data.add_role("forget_alt", alternates)
+    assert [row["index"] for row in data.rows_of("forget_alt")] == list(range(50))
+    assert set(next(iter(data.train_dataloader()))) == {"forget", "retain", "forget_alt"}
+    assert data.collate(data.rows_of("forget_alt")[:2])["index"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="already serves forget_alt"):
+        data.add_role("forget_alt", alternates)

@@ -54,7 +54,8 @@ def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answer
     assert runs[0.0][0]["train/ap"] == pytest.approx(runs[5.0][0]["train/ap"], rel=1e-6)
     assert runs[5.0][-1]["train/ap"] < runs[0.0][-1]["train/ap"] - 1.0, "AP must hold the true answers above IDK"
     data = module.trainer.datamodule
-    retain = data.collator(data.rows["retain"][:6])
+    retain_rows = data.rows_of("retain")
+    retain = data.collate(retain_rows[:6])
     refusal = module.refusal_batch(retain)
     tokenizer = module.tokenizer
     refusals = {row["answer"] for row in forget.load()}
@@ -62,7 +63,7 @@ def test_idk_ap_pairs_retain_questions_with_forget_refusals_and_preserves_answer
         prompt = (refusal["labels"][k] == -100) & (refusal["attention_mask"][k] == 1)
         question = tokenizer.decode(refusal["input_ids"][k][prompt], skip_special_tokens=True)
         answer = tokenizer.decode(refusal["labels"][k][refusal["labels"][k] != -100], skip_special_tokens=True)
-        assert question == f"Question: {data.rows['retain'][index]['question']}\nAnswer:"
+        assert question == f"Question: {retain_rows[index]['question']}\nAnswer:"
         assert answer.strip() in refusals
 
 
@@ -95,8 +96,8 @@ def test_altpo_trains_dpo_on_its_alternates(tmp_path, fit, adam):
     steps = fit(module, tmp_path, steps=2)
     assert steps[0]["train/forget"] == pytest.approx(20 * math.log(2), rel=1e-5)
     assert steps[-1]["train/forget"] < steps[0]["train/forget"]
-    rows = module.trainer.datamodule.rows
-    assert [a["question"] for a in rows["forget_alt"]] == [f["question"] for f in rows["forget"]]
+    data = module.trainer.datamodule
+    assert [a["question"] for a in data.rows_of("forget_alt")] == [f["question"] for f in data.rows_of("forget")]
 
 
 def test_altpo_rejects_a_configured_forget_alt(tmp_path, fit, adam):

@@ -17,7 +17,10 @@ from unlearn.models import load_tokenizer
 
 
 class UnlearnDataModule(L.LightningDataModule):
-    """Batches {"forget": ..., "retain": ...}; with no forget source it serves "retain" alone (fine-tuning)."""
+    """Batches {"forget": ..., "retain": ...}; with no forget source it serves "retain" alone (fine-tuning).
+
+    Methods use `roles`, `rows_of`, `collate`, `ordered_dataloader` and `add_role`, nothing else of it.
+    """
 
     def __init__(
         self,
@@ -65,12 +68,8 @@ class UnlearnDataModule(L.LightningDataModule):
         for role, source in self.sources.items():
             if source is None:
                 continue
-            self.rows[role] = [{**row, "index": i} for i, row in enumerate(checked_rows(role, source))]
-        if "forget_alt" in self.rows and len(self.rows["forget_alt"]) != len(self.rows["forget"]):
-            raise ValueError(
-                f"forget_alt has {len(self.rows['forget_alt'])} rows but forget has {len(self.rows['forget'])}; "
-                "they must pair row for row"
-            )
+            self.rows[role] = _indexed(checked_rows(role, source))
+        _check_pairs(self.rows)
         trainer = self.trainer
         self.rank, self.world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         for message in self.degenerate_data():
@@ -106,6 +105,26 @@ class UnlearnDataModule(L.LightningDataModule):
     def main_role(self) -> str:
         """The set an epoch walks through: forget when unlearning, retain when fine-tuning."""
         return "forget" if "forget" in self.rows else "retain"
+
+    def roles(self) -> frozenset[str]:
+        """The roles it serves: its configured sources (known before setup) and any a method added."""
+        return frozenset({role for role, source in self.sources.items() if source is not None} | self.rows.keys())
+
+    def rows_of(self, role: str) -> list[dict]:
+        """A copy of a role's rows, each with its "index", so that a caller cannot change what is served."""
+        return [dict(row) for row in self.rows[role]]
+
+    def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        """Rows as the model reads them, collated exactly like a training batch's role."""
+        return self.collator(rows)
+
+    def add_role(self, role: str, rows: list[dict]) -> None:
+        """Serve rows a method made before training (AltPO's alternates) as a batch role, indexed like a source's."""
+        if role in self.roles():
+            raise ValueError(f"the data module already serves {role}; a method cannot replace its rows")
+        added = {**self.rows, role: _indexed(rows)}
+        _check_pairs(added)
+        self.rows = added
 
     def train_dataloader(self) -> DataLoader:
         plan = StepPlan(
@@ -195,6 +214,20 @@ def checked_rows(role: str, source: Source) -> list[dict]:
             "to train on; check the file and its text_key / answer_key"
         )
     return rows
+
+
+def _indexed(rows: list[dict]) -> list[dict]:
+    """Rows with their position in the set: what reference caches and IDK+AP's refusals are looked up by."""
+    return [{**row, "index": i} for i, row in enumerate(rows)]
+
+
+def _check_pairs(rows: dict[str, list[dict]]) -> None:
+    """forget_alt answers the forget questions row for row; another count would pair the wrong rows."""
+    forget = len(rows.get("forget", []))
+    if "forget_alt" in rows and len(rows["forget_alt"]) != forget:
+        raise ValueError(
+            f"forget_alt has {len(rows['forget_alt'])} rows but forget has {forget}; they must pair row for row"
+        )
 
 
 def _contents(rows: list[dict]) -> set[str]:

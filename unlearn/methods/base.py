@@ -249,10 +249,10 @@ class UnlearnModule(L.LightningModule, ABC):
 
     def missing_data(self, datamodule: L.LightningDataModule | None) -> list[str]:
         """One problem per data role this method needs that the data section does not give."""
-        sources = getattr(datamodule, "sources", None)
-        if sources is None:  # dataloaders passed to fit directly: nothing to check
+        roles = getattr(datamodule, "roles", None)
+        if roles is None:  # dataloaders passed to fit directly: nothing to check
             return []
-        return [problem for role, problem in self.needed_data().items() if sources.get(role) is None]
+        return [problem for role, problem in self.needed_data().items() if role not in roles()]
 
     def setup(self, stage: str) -> None:
         """Before the model loads: the data this method trains on must be there, fit's save folder must be writable

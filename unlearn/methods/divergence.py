@@ -138,7 +138,7 @@ class ReferenceScored(RetainRegularised):
 
     def on_fit_start(self) -> None:
         data = self.trainer.datamodule
-        missing = [role for role in self.reference_roles if role not in data.rows]
+        missing = [role for role in self.reference_roles if role not in data.roles()]
         if missing:
             raise ValueError(f"{type(self).__name__} needs data.{missing[0]}; add that source to the data section")
         if self.reference_strategy == "cached":
@@ -148,7 +148,7 @@ class ReferenceScored(RetainRegularised):
                 cache = restored.get(name)
                 if cache is None:
                     loader = data.ordered_dataloader(role)
-                    cache = cache_sequence_nll(self.model, loader, role, len(data.rows[role]), self.outputs_of)
+                    cache = cache_sequence_nll(self.model, loader, role, len(data.rows_of(role)), self.outputs_of)
                 # Persistent: a resumed run must score against the initial model, not the one it restores.
                 self.register_fp32_buffer(name, cache.to(self.device))
 

@@ -44,22 +44,23 @@ class IDKAP(IDKFineTune):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        rows = self.trainer.datamodule.rows
-        if "retain" not in rows or any("question" not in row for row in rows["retain"]):
+        data = self.trainer.datamodule
+        retain = data.rows_of("retain") if "retain" in data.roles() else []
+        if not retain or any("question" not in row for row in retain):
             raise ValueError(
                 "IDKAP pairs retain questions with refusals: data.retain must be a qa source "
                 "(e.g. unlearn.data.sources.SyntheticQA), without passages"
             )
-        refusals = sorted({row["answer"] for row in rows["forget"] if "answer" in row})
+        refusals = sorted({row["answer"] for row in data.rows_of("forget") if "answer" in row})
         if not refusals:
             raise ValueError("IDKAP takes its refusals from data.forget; make it a qa source such as Refusals(...)")
         self.retain_refusals = [
-            {"question": row["question"], "answer": refusals[i % len(refusals)]} for i, row in enumerate(rows["retain"])
+            {"question": row["question"], "answer": refusals[i % len(refusals)]} for i, row in enumerate(retain)
         ]
 
     def refusal_batch(self, retain: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The retain batch's questions answered with refusals, collated like every other batch."""
-        collated = self.trainer.datamodule.collator([self.retain_refusals[i] for i in retain["index"].tolist()])
+        collated = self.trainer.datamodule.collate([self.retain_refusals[i] for i in retain["index"].tolist()])
         return {key: value.to(self.device) for key, value in collated.items()}
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -130,9 +131,9 @@ class AltPO(DPO):
 
     def on_fit_start(self) -> None:
         data = self.trainer.datamodule
-        if "forget_alt" in data.rows:
+        if "forget_alt" in data.roles():  # refused before sampling, which is the slow part
             raise ValueError("AltPO generates its own alternates; remove data.forget_alt from the config")
-        data.rows["forget_alt"] = [{**row, "index": i} for i, row in enumerate(self.alternates(data.rows["forget"]))]
+        data.add_role("forget_alt", self.alternates(data.rows_of("forget")))
         super().on_fit_start()
 
     def alternates(self, rows: list[dict]) -> list[dict]:
