@@ -6,7 +6,7 @@ import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -41,6 +41,7 @@ class UnlearnModule(L.LightningModule, ABC):
     full_logits = False  # whether the forget loss reads every vocabulary logit, so fused_logprob cannot serve it
 
     partial_forward = False  # whether `objective` stops the policy's forward at a hooked layer
+    shares_outputs = True  # whether a training step forwards each batch role once for all its terms (sharing_outputs)
     # Deprecated init_args keys and their new names: config files giving the old key still load, with a FutureWarning
     # (unlearn.config.upgrade); any class a config names (an adapter, an eval task) may list its own.
     renamed_args: ClassVar[dict[str, str]] = {}
@@ -179,8 +180,9 @@ class UnlearnModule(L.LightningModule, ABC):
         return self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs).logits
 
     def lm_outputs(self, inputs: dict[str, torch.Tensor], role: str | None = None) -> torch.Tensor | LMHeadInputs:
-        """What the policy's log-prob and entropy losses read (see `outputs_of`). `role` says `inputs` is the batch's
-        `batch[role]`: inside `sharing_outputs`, each role is forwarded once and every term reads that forward."""
+        """What the policy's losses read (see `outputs_of`; logits for a method that refuses `fused_logprob`). `role`
+        says `inputs` is the step's `batch[role]`: inside `sharing_outputs`, each role is forwarded once and every
+        term reads that forward."""
         if role is None or self._shared_outputs is None:
             return self.outputs_of(self.model, inputs)
         if role not in self._shared_outputs:
@@ -205,9 +207,11 @@ class UnlearnModule(L.LightningModule, ABC):
         return LMHeadInputs(hidden.last_hidden_state, head.weight, head.bias, backend=self.kernel_backend, head=head)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.objective(batch)
-        if self.adapter is not None:
-            terms = self.adapter.extend_objective(self, batch, terms)
+        """The step's terms, each batch role forwarded once for all of them, and a loss that every rank checked."""
+        with self.sharing_outputs() if self.shares_outputs else nullcontext():
+            terms = self.objective(batch)
+            if self.adapter is not None:
+                terms = self.adapter.extend_objective(self, batch, terms)
         loss = terms["loss"]
         # Decided together: a rank that raised alone would leave the others waiting in the next collective.
         bad = ranks_where(not torch.isfinite(loss), loss.device)
@@ -299,6 +303,8 @@ class SelfBackward:
     # What the method does with whole weights and gradients, and what to use instead, for its strategy refusal.
     whole_weights_use = "moves every trainable weight by the whole gradient"
     whole_weights_instead = ""
+    # Its passes back-propagate between terms and may move the weights (SAM's ε): each reads a forward of its own.
+    shares_outputs = False
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -29,7 +29,8 @@ class GradientAscent(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        return {"loss": gradient_ascent_loss(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))}
+        loss = gradient_ascent_loss(self.lm_outputs(forget, "forget"), forget["labels"], num_tokens=token_count(forget))
+        return {"loss": loss}
 
 
 class RetainRegularised(UnlearnModule):
@@ -81,7 +82,7 @@ class RetainRegularised(UnlearnModule):
         retain = batch["retain"]
         if self.retain_loss == "nll":
             return mean_token_nll(self.lm_outputs(retain, "retain"), retain["labels"], num_tokens=token_count(retain))
-        logits = self(retain)
+        logits = self.lm_outputs(retain, "retain")  # logits: retain_loss kl refuses fused_logprob
         with torch.no_grad():
             reference_logits = self.reference(
                 input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
@@ -194,7 +195,7 @@ class SimNPO(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        policy_nll, lengths = sequence_nll(self.lm_outputs(forget), forget["labels"])
+        policy_nll, lengths = sequence_nll(self.lm_outputs(forget, "forget"), forget["labels"])
         return self.with_retain(simnpo_loss(policy_nll, lengths, beta=self.beta, gamma=self.gamma), batch)
 
 
@@ -212,7 +213,8 @@ class WGA(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        loss = wga_loss(self.lm_outputs(forget), forget["labels"], beta=self.beta, num_tokens=token_count(forget))
+        outputs = self.lm_outputs(forget, "forget")
+        loss = wga_loss(outputs, forget["labels"], beta=self.beta, num_tokens=token_count(forget))
         return self.with_retain(loss, batch)
 
 
@@ -233,7 +235,7 @@ class SatImp(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         loss = satimp_loss(
-            self.lm_outputs(forget),
+            self.lm_outputs(forget, "forget"),
             forget["labels"],
             beta1=self.beta1,
             beta2=self.beta2,
@@ -262,7 +264,8 @@ class CEU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
         labels = drop_first_answer_tokens(forget["labels"], self.ignore_first_answer_tokens)
-        return self.with_retain(ceu_loss(self(forget), labels, num_tokens=token_count_in(labels, forget)), batch)
+        loss = ceu_loss(self.lm_outputs(forget, "forget"), labels, num_tokens=token_count_in(labels, forget))
+        return self.with_retain(loss, batch)
 
 
 class UNDIAL(RetainRegularised):
@@ -286,5 +289,6 @@ class UNDIAL(RetainRegularised):
         forget = batch["forget"]
         with torch.no_grad():
             reference = self.reference(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
-        loss = undial_loss(self(forget), reference, forget["labels"], beta=self.beta, num_tokens=token_count(forget))
+        logits = self.lm_outputs(forget, "forget")
+        loss = undial_loss(logits, reference, forget["labels"], beta=self.beta, num_tokens=token_count(forget))
         return self.with_retain(loss, batch)

@@ -104,8 +104,9 @@ class ELM(RetainRegularised):
         forget = batch["forget"]
         with torch.no_grad():
             original, novice, expert = self.original_logits(forget["input_ids"], forget["attention_mask"])
+        logits = self.lm_outputs(forget, "forget")
         erase = elm_erase_loss(
-            self(forget), original, novice, expert, forget["labels"], eta=self.eta, num_tokens=token_count(forget)
+            logits, original, novice, expert, forget["labels"], eta=self.eta, num_tokens=token_count(forget)
         )
         terms = self.with_retain(self.gamma * erase, batch)
         if self.fluency_weight > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unlearn.losses import LMHeadInputs, entropy_objective, token_entropy
+from unlearn.losses import entropy_objective, token_entropy
 from unlearn.methods.base import token_count
 from unlearn.methods.divergence import NPO, GradDiff, RetainRegularised
 
@@ -15,9 +15,9 @@ class EntropyRegularised(RetainRegularised):
     Paper: Scholten et al. 2025, "A Probabilistic Perspective on Unlearning and Alignment for Large Language
     Models", ICLR 2025, arXiv:2410.03523.
 
-    Combine by inheritance, entropy first (see NPOEntropy below): the method's objective is unchanged and, inside
-    `sharing_outputs`, the entropies read the very policy outputs it computed this step, one forward per role, so the
-    fused kernel serves both.
+    Combine by inheritance, entropy first (see NPOEntropy below): the method's objective is unchanged and, as a
+    training step shares each role's outputs (`sharing_outputs`), the entropies read the very policy outputs it
+    computed this step, one forward per role, so the fused kernel serves both.
     """
 
     def __init__(
@@ -44,34 +44,32 @@ class EntropyRegularised(RetainRegularised):
         return {**super().needed_data(), "retain": f"{missing}; add a retain source or set lambda_retain: 0"}
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
-        with self.sharing_outputs():
+        if self.fused_logprob:  # one kernel call gives each role its log-probs and entropies
             for role in ["forget"] + (["retain"] if self.lambda_retain != 0 else []):
-                outputs = self.lm_outputs(batch[role], role)
-                if isinstance(outputs, LMHeadInputs):  # one kernel call gives the role its log-probs and entropies
-                    outputs.entropy_temperature = self.temperature
-            terms = super().objective(batch)
-            forget = batch["forget"]
-            if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
-                h_forget = token_entropy(
-                    self.lm_outputs(forget, "forget"),
-                    forget["labels"],
-                    temperature=self.temperature,
-                    num_tokens=token_count(forget),
-                )
-                return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
-            retain = batch["retain"]
-            total, h_forget, h_retain = entropy_objective(
+                self.lm_outputs(batch[role], role).entropy_temperature = self.temperature
+        terms = super().objective(batch)
+        forget = batch["forget"]
+        if self.lambda_retain == 0:  # no retain entropy, so no retain forward for it
+            h_forget = token_entropy(
                 self.lm_outputs(forget, "forget"),
                 forget["labels"],
-                self.lm_outputs(retain, "retain"),
-                retain["labels"],
-                lambda_forget=self.lambda_forget,
-                lambda_retain=self.lambda_retain,
                 temperature=self.temperature,
-                forget_tokens=token_count(forget),
-                retain_tokens=token_count(retain),
+                num_tokens=token_count(forget),
             )
-            return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
+            return {**terms, "loss": terms["loss"] + self.lambda_forget * h_forget, "entropy_forget": h_forget}
+        retain = batch["retain"]
+        total, h_forget, h_retain = entropy_objective(
+            self.lm_outputs(forget, "forget"),
+            forget["labels"],
+            self.lm_outputs(retain, "retain"),
+            retain["labels"],
+            lambda_forget=self.lambda_forget,
+            lambda_retain=self.lambda_retain,
+            temperature=self.temperature,
+            forget_tokens=token_count(forget),
+            retain_tokens=token_count(retain),
+        )
+        return {**terms, "loss": terms["loss"] + total, "entropy_forget": h_forget, "entropy_retain": h_retain}
 
 
 class NPOEntropy(EntropyRegularised, NPO):

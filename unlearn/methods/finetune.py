@@ -13,7 +13,7 @@ class FineTune(UnlearnModule):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         retain = batch["retain"]
-        loss = mean_token_nll(self.lm_outputs(retain), retain["labels"], num_tokens=token_count(retain))
+        loss = mean_token_nll(self.lm_outputs(retain, "retain"), retain["labels"], num_tokens=token_count(retain))
         return {"loss": loss}
 
     def needed_data(self) -> dict[str, str]:

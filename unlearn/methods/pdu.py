@@ -65,7 +65,8 @@ class PDU(RetainRegularised):
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         """The Lagrangian at the current λ; then one projected dual-ascent step on λ."""
         forget = batch["forget"]
-        forget_loss = logit_margin_flattening_loss(self(forget), forget["labels"], num_tokens=token_count(forget))
+        logits = self.lm_outputs(forget, "forget")
+        forget_loss = logit_margin_flattening_loss(logits, forget["labels"], num_tokens=token_count(forget))
         retain = self.retain_term(batch)
         dual = self.dual.clone()
         # The global batch's retain loss (each rank's term is its share of the global mean), so λ is one on all ranks.

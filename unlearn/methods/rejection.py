@@ -18,7 +18,8 @@ class IDKFineTune(RetainRegularised):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         forget = batch["forget"]
-        refusal_nll = mean_token_nll(self.lm_outputs(forget), forget["labels"], num_tokens=token_count(forget))
+        outputs = self.lm_outputs(forget, "forget")
+        refusal_nll = mean_token_nll(outputs, forget["labels"], num_tokens=token_count(forget))
         return self.with_retain(refusal_nll, batch)
 
 
@@ -68,7 +69,7 @@ class IDKAP(IDKFineTune):
         retain = batch["retain"]
         refusal = self.refusal_batch(retain)
         nll_idk, _ = sequence_nll(self.lm_outputs(refusal), refusal["labels"])
-        nll_true, _ = sequence_nll(self.lm_outputs(retain), retain["labels"])
+        nll_true, _ = sequence_nll(self.lm_outputs(retain, "retain"), retain["labels"])  # the retain term's forward
         preservation = idk_ap_retain_loss(nll_idk, nll_true, beta=self.beta)
         return {**terms, "loss": terms["loss"] + self.gamma * preservation, "ap": preservation}
 
@@ -83,8 +84,8 @@ class DPO(ReferenceScored):
 
     def objective(self, batch: dict) -> dict[str, torch.Tensor]:
         rejected, chosen = batch["forget"], batch["forget_alt"]
-        nll_chosen, _ = sequence_nll(self.lm_outputs(chosen), chosen["labels"])
-        nll_rejected, _ = sequence_nll(self.lm_outputs(rejected), rejected["labels"])
+        nll_chosen, _ = sequence_nll(self.lm_outputs(chosen, "forget_alt"), chosen["labels"])
+        nll_rejected, _ = sequence_nll(self.lm_outputs(rejected, "forget"), rejected["labels"])
         loss = dpo_loss(
             nll_chosen,
             nll_rejected,

@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call
 
 from unlearn.checks import refuse
-from unlearn.losses import hidden_distance, mean_token_nll, tamper_resistance_loss, trajectory_weights
+from unlearn.losses import hidden_distance, kl_to_reference, mean_token_nll, tamper_resistance_loss, trajectory_weights
 from unlearn.methods.base import SelfBackward, position_count, token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
 from unlearn.strategies import average_over_ranks_
@@ -234,19 +234,19 @@ class TAR(SelfBackward, RetainRegularised):
             return retain, {"retain": retain.detach()}
         inputs = batch["retain"]
         kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-        out = self.model(**kwargs, output_hidden_states=True)
+        out = self.model(**kwargs, output_hidden_states=True)  # one forward for both terms, the reference's too
         with torch.no_grad():
             ref = self.reference(**kwargs, output_hidden_states=True)
         if self.retain_loss == "nll":
-            nll = mean_token_nll(out.logits, inputs["labels"], num_tokens=token_count(inputs))
+            retain = mean_token_nll(out.logits, inputs["labels"], num_tokens=token_count(inputs))
         else:
-            nll = self.retain_term(batch)
+            retain = kl_to_reference(out.logits, ref.logits, inputs["labels"], num_tokens=token_count(inputs))
         representation = hidden_distance(
             torch.stack(out.hidden_states[1:]), torch.stack(ref.hidden_states[1:]), inputs["attention_mask"],
             num_tokens=position_count(inputs),
         )  # fmt: skip
-        total = nll + self.representation_weight * representation
-        return total, {"retain": nll.detach(), "representation": representation.detach()}
+        total = retain + self.representation_weight * representation
+        return total, {"retain": retain.detach(), "representation": representation.detach()}
 
 
 def split_rows(inputs: dict[str, torch.Tensor]) -> tuple[dict, dict]:
