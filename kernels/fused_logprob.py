@@ -410,6 +410,7 @@ class LinearLogprobFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, ignore_index, temperature, with_entropy):
+        """Log-probs (and entropies) tile by tile over the vocabulary, saving per-row numbers, never logits."""
         logp, entropy, lse, lset = _logprob_forward(
             hidden, weight, bias, targets, ignore_index, temperature, with_entropy
         )
@@ -419,6 +420,7 @@ class LinearLogprobFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logp, grad_entropy):
+        """The gradients of h, W and b, each logit tile recomputed from the saved per-row log-sum-exps."""
         hidden, weight, bias, targets, lse, lset, entropy = ctx.saved_tensors
         valid = targets != ctx.ignore_index
         grad_logp = torch.where(valid, grad_logp, 0.0).float().contiguous()

@@ -111,12 +111,14 @@ class MaskedMSEFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, target, mask, num_tokens):
+        """Loss and gradient in one pass over the activations, so that backward reads them no more."""
         loss, grad = _masked_mse_forward(hidden, target, mask, num_tokens, write_grad=ctx.needs_input_grad[0])
         ctx.save_for_backward(grad)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
+        """The gradient the forward already wrote, scaled by the incoming one: no second pass."""
         (grad,) = ctx.saved_tensors
         return grad * grad_loss.to(grad.dtype), None, None, None
 

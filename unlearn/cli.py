@@ -36,6 +36,7 @@ class Parser(LightningArgumentParser):
     """Lightning's parser, whose errors print one paragraph and exit 2 without the 55-line usage dump."""
 
     def error(self, message: str, ex: Exception | None = None):
+        """A bad argument as one paragraph and exit status 2, not the usage dump (raised when debugging)."""
         if not self.exit_on_error or debugging():
             raise ArgumentError(None, message) from ex
         print(paragraph(f"{message} (--print_config shows every setting, --help lists them)"), file=sys.stderr)
@@ -58,6 +59,7 @@ class SaveConfig(SaveConfigCallback):
     moved aside (as every output of a run is), never overwritten."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Saves config.yaml in the run folder once, an earlier one moved aside, and tells every rank so."""
         if self.already_saved:
             return
         path = Path(trainer.default_root_dir) / self.config_filename
@@ -85,6 +87,7 @@ class UnlearnCLI(LightningCLI):
         return {**LightningCLI.subcommands(), "attack": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser) -> None:
+        """The data module takes the model's tokenizer and prompt format, so the two cannot disagree."""
         parser.link_arguments("model.init_args.model", "data.tokenizer", apply_on="parse")
         parser.link_arguments("model.init_args.prompt_format", "data.prompt_format", apply_on="parse")
         parser.set_defaults({"trainer.log_every_n_steps": 1})  # a curve point per step: runs are short

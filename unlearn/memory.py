@@ -31,6 +31,7 @@ class PeakMemory(L.Callback):
         self.start_bytes = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Starts measuring at the first step: the peak reset, the memory training starts from kept."""
         device = pl_module.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -40,6 +41,7 @@ class PeakMemory(L.Callback):
             CLEAR_REFS.write_text("5")  # resets VmHWM to the current resident set
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Gathers every rank's peak and starting memory; rank zero writes them to the report file."""
         device = pl_module.device
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _resident_bytes("VmHWM")
         both = torch.tensor([peak, self.start_bytes], dtype=torch.float64, device=device)

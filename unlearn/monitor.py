@@ -48,29 +48,36 @@ class StepProgressBar(TQDMProgressBar):
 
     @property
     def sanity_check_description(self) -> str:
+        """The sanity check bar's name, short so that the line fits 80 columns."""
         return "sanity check"
 
     @property
     def validation_description(self) -> str:
+        """The validation bar's name, short so that the line fits 80 columns."""
         return "validate"
 
     def init_train_tqdm(self) -> Tqdm:
+        """The run's one step bar, counting optimizer steps (on from the checkpoint's when resumed)."""
         total = convert_inf(self.trainer.estimated_stepping_batches)
         step = self.trainer.global_step  # resumed: counts on from the checkpoint's step
         return self._tqdm("train", unit="step", smoothing=0, total=total, initial=step)
 
     def init_sanity_tqdm(self) -> Tqdm:
+        """The sanity check's bar, gone once it is done."""
         return self._tqdm(self.sanity_check_description, leave=False, unit="batch")
 
     def init_validation_tqdm(self) -> Tqdm:
+        """The validation bar: below the step bar on a terminal, on a line of its own in a log file."""
         has_main_bar = self.trainer.state.fn != "validate"
         below = has_main_bar and sys.stderr.isatty()  # a second line needs cursor moves, junk in a log file
         return self._tqdm(self.validation_description, position=int(below), leave=not has_main_bar, unit="batch")
 
     def init_test_tqdm(self) -> Tqdm:
+        """The test bar, in the step bar's format."""
         return self._tqdm("test", unit="batch")
 
     def init_predict_tqdm(self) -> Tqdm:
+        """The predict bar, in the step bar's format."""
         return self._tqdm("predict", unit="batch", smoothing=0)
 
     def on_validation_batch_start(
@@ -90,6 +97,7 @@ class StepProgressBar(TQDMProgressBar):
         """Nothing: the bar counts steps across epochs (Lightning's resets it per epoch)."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_: Any) -> None:
+        """Moves the bar to the optimizer step with the loss, and closes it at the last step."""
         bar, step = self.train_progress_bar, trainer.global_step
         if bar is not None and not bar.disable and self._should_update(step, bar.total):
             bar.n = step
@@ -98,6 +106,7 @@ class StepProgressBar(TQDMProgressBar):
                 bar.close()  # done: Lightning's "`Trainer.fit` stopped" note goes on a line of its own
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keeps the bar open across epochs (Lightning's closes it), updating its loss."""
         if not self.train_progress_bar.disable:
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
@@ -127,11 +136,13 @@ class RunCSVLogger(CSVLogger):
 
     @property
     def log_dir(self) -> str:
+        """`<save_dir>/logs`, with no version folder: a run's logs sit with its other outputs."""
         return str(Path(self.save_dir) / self.folder)
 
     @property
     @rank_zero_experiment
     def experiment(self):
+        """Lightning's writer, an earlier logs/ moved aside first, as every output of a run is."""
         if self._experiment is None:  # Lightning asks for it first thing, before the callbacks' setup
             prepare_output(Path(self.log_dir), "trainer.default_root_dir", move=True)  # rank zero's
         return super().experiment

@@ -61,6 +61,7 @@ class UnlearnDataModule(L.LightningDataModule):
         self._counts: dict[str, dict[int, tuple[int, int]]] = {}
 
     def setup(self, stage: str | None = None) -> None:
+        """Loads and checks every role's rows once, and warns of data on which training only looks like unlearning."""
         if self.rows:
             return
         self.tokenizer = load_tokenizer(self.tokenizer_name)
@@ -127,6 +128,7 @@ class UnlearnDataModule(L.LightningDataModule):
         self.rows = added
 
     def train_dataloader(self) -> DataLoader:
+        """Each step's rows of every role from one seeded plan: this rank's share of the global batch."""
         plan = StepPlan(
             len(self.rows[self.main_role]),
             self.batch_size,
@@ -141,9 +143,11 @@ class UnlearnDataModule(L.LightningDataModule):
         return DataLoader(StepRows(self), sampler=plan, batch_size=1, collate_fn=_only_item)
 
     def val_dataloader(self) -> DataLoader:
+        """The main set once, in order: validation's NLL covers every row."""
         return self.ordered_dataloader(self.main_role)
 
     def test_dataloader(self) -> DataLoader:
+        """The main set once, in order: test's NLL covers every row."""
         return self.ordered_dataloader(self.main_role)
 
     def ordered_dataloader(self, role: str) -> DataLoader:

@@ -83,6 +83,7 @@ class Evaluator(L.Callback):
             self.results = {"before": self.evaluate(trainer, pl_module, "before")}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure "after" once training ends; a resumed run whose checkpoint has no "before" warns so."""
         if "before" not in self.results:
             warnings.warn(
                 f"resumed from {trainer.ckpt_path}, which holds no 'before' numbers (saved by an older version): "
@@ -107,6 +108,7 @@ class Evaluator(L.Callback):
             self.items["before"] = state_dict["before_items"]
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """`test` has no "before": score the model once as "after" and write metrics.json now."""
         self.results = {"after": self.evaluate(trainer, pl_module, "after")}
         self.report(trainer, pl_module)
 

@@ -44,6 +44,7 @@ class QAAccuracy(_Accuracy):
     """Exact match after SQuAD-style normalisation, so case, punctuation and articles do not count."""
 
     def update(self, predictions: list[str], answers: list[str]) -> None:
+        """Counts a batch's exact matches, compared after normalisation."""
         pairs = _pairs(predictions, answers)
         self.correct += sum(normalize_answer(p) == normalize_answer(r) for p, r in pairs)
         self.total += len(answers)
@@ -107,6 +108,7 @@ class NumericMatch(_Accuracy):
     """GSM8K accuracy: the last number of the generation equals the true answer's final number exactly."""
 
     def update(self, predictions: list[str], answers: list[str]) -> None:
+        """Counts a batch's generations whose final number is the answer's."""
         pairs = list(_pairs(predictions, answers))
         self.correct += sum(numbers_match(p, r) for p, r in pairs)
         self.total += len(pairs)
@@ -152,6 +154,7 @@ class RougeLRecall(_Mean):
     """Mean ROUGE-L recall of generated answers against the true ones (TOFU's ROUGE): partial credit for open ones."""
 
     def update(self, predictions: list[str], answers: list[str]) -> None:
+        """Adds each generation's ROUGE-L recall against its answer to the mean."""
         self._add(torch.tensor([rouge_l_recall(p, r) for p, r in _pairs(predictions, answers)]))
 
 
@@ -188,6 +191,7 @@ class TruthRatio(Metric):
         self.ratios.append(ratios.detach().double())
 
     def compute(self) -> torch.Tensor:
+        """The side's summary over every rank's questions: mean R (forget), mean max(0, 1 − R) (retain)."""
         ratios = _nonempty(self, self.ratios)
         if self.side == "retain":
             ratios = (1 - ratios).clamp_min(0)
@@ -217,6 +221,7 @@ class ForgetQuality(Metric):
         self.retain_ratios.append(retain_ratios.detach().double().to(ratios.device))
 
     def compute(self) -> torch.Tensor:
+        """The KS p-value over every rank's questions: the test needs both whole samples."""
         ratios, retain = _nonempty(self, self.ratios), _nonempty(self, self.retain_ratios)
         return torch.tensor(ks_2samp(ratios.cpu().numpy(), retain.cpu().numpy()).pvalue, dtype=torch.float32)
 
@@ -241,6 +246,7 @@ class LeakageBound(Metric):
         self.prompts += len(leaks)
 
     def compute(self) -> torch.Tensor:
+        """The mean bound over every rank's prompts; none evaluated is an error, not a NaN in a report."""
         if int(self.prompts) == 0:
             raise ValueError("LeakageBound: no prompts were evaluated; call update() first")
         return (self.bound_sum / self.prompts).float()  # ()
@@ -289,6 +295,7 @@ class MembershipAUC(Metric):
         self.members.append(members.bool())
 
     def compute(self) -> torch.Tensor:
+        """The AUC over every rank's rows, the scores negated so that higher means more member-like."""
         scores, members = self._split()
         return torch.tensor(auc(-scores[members], -scores[~members]), dtype=torch.float32)
 
@@ -322,6 +329,7 @@ class PrivLeak(MembershipAUC):
         self.retain_scores.append(retain_scores.detach().double().to(scores.device))
 
     def compute(self) -> torch.Tensor:
+        """100·(AUC_unlearned − AUC_retain)/AUC_retain over every rank's rows, in MUSE's orientation."""
         scores, members = self._split()
         retain = dim_zero_cat(self.retain_scores)
         auc_unlearned = auc(scores[members], scores[~members])

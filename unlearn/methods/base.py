@@ -225,9 +225,11 @@ class UnlearnModule(L.LightningModule, ABC):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Each role's answer NLL as val/<role>_nll: a cheap look at the model beside the evaluator's."""
         self._log_nll(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        """Each role's answer NLL as test/<role>_nll, beside the evaluator's metrics."""
         self._log_nll(batch, "test")
 
     def _log_nll(self, batch: dict, stage: str) -> None:
@@ -236,6 +238,7 @@ class UnlearnModule(L.LightningModule, ABC):
             self.log(f"{stage}/{role}_nll", nll, batch_size=len(inputs["input_ids"]), sync_dist=True)
 
     def configure_optimizers(self):
+        """The configured optimiser over the trainable weights only, its scheduler stepped every step."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:

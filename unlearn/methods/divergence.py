@@ -138,6 +138,7 @@ class ReferenceScored(RetainRegularised):
         return self.reference_strategy == "frozen" or super().needs_frozen_reference()
 
     def on_fit_start(self) -> None:
+        """The reference roles must be served; cached, the initial model scores their rows before any step."""
         data = self.trainer.datamodule
         missing = [role for role in self.reference_roles if role not in data.roles()]
         if missing:

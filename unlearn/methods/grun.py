@@ -164,6 +164,7 @@ class GatedLoReFT(AdapterLayer):
         return self.gate(h.to(self.source.weight.dtype)).squeeze(-1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (N, D)
+        """h plus its gated low-rank edit, computed in the weights' dtype (fp32) and returned in h's."""
         x = h.to(self.source.weight.dtype)
         rotation = self.rotation.weight  # (r, D), orthonormal rows
         edit = F.linear(x, self.source.weight - rotation, self.source.bias) @ rotation  # ((W − R) h + b)·R: (N, D)
@@ -178,6 +179,7 @@ class OrthonormalRows(torch.nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (r, D)
+        """R from any X, so that the optimiser moves X freely while the rotation stays orthonormal."""
         q, r = torch.linalg.qr(x.T.float())  # (D, r), (r, r); fp32, as linalg.qr has no bf16 kernel
         return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).T.to(x.dtype)  # signs fixed: R continuous in X
 
@@ -203,6 +205,7 @@ class Interventions(torch.nn.Module):
         return self
 
     def locate(self, module, args, kwargs):
+        """Finds each row's prompt end before the backbone runs, where the layer hooks then edit."""
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         self.positions = None if input_ids is None else prompt_end_positions(input_ids, self.marker_ids)
 

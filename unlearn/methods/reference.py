@@ -27,6 +27,7 @@ class AdaptersOff(torch.nn.Module):
         self._part = [policy if part is None else part]
 
     def forward(self, *args, **kwargs):
+        """The wrapped part of the policy run as its base: adapters off and eval mode, for this call only."""
         policy = self._policy[0]
         with adapters_disabled(policy), evaluating(policy):
             return self._part[0](*args, **kwargs)

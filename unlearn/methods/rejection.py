@@ -44,6 +44,7 @@ class IDKAP(IDKFineTune):
         self.gamma = gamma
 
     def on_fit_start(self) -> None:
+        """Pairs every retain question with a forget refusal before training; data it cannot pair is an error."""
         super().on_fit_start()
         data = self.trainer.datamodule
         retain = data.rows_of("retain") if "retain" in data.roles() else []
@@ -131,6 +132,7 @@ class AltPO(DPO):
         self.alternate_seed = alternate_seed
 
     def on_fit_start(self) -> None:
+        """Samples the alternates and serves them as forget_alt before the reference cache scores them."""
         data = self.trainer.datamodule
         if "forget_alt" in data.roles():  # refused before sampling, which is the slow part
             raise ValueError("AltPO generates its own alternates; remove data.forget_alt from the config")

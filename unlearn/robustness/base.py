@@ -25,6 +25,7 @@ class Target:
 
     @property
     def model(self) -> torch.nn.Module:
+        """The policy itself, which weight attacks change in place."""
         return self.module.model
 
     @property
