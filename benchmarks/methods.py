@@ -114,15 +114,16 @@ def main() -> None:
     date = datetime.date.today().isoformat()
     kind = "methods_real" if args.tier == "real" else "methods"
     path = args.out / f"{result_name(kind, device.split(',')[0], date)}.json"
-    # a subset re-run updates its rows of the day's table and keeps the others
-    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+    # a subset re-run updates its rows of the day's table and keeps the others, and the note written about them
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    runs = earlier.get("runs", {})
     folder = TIERS[args.tier][0].relative_to(ROOT)
     command = f"python -m unlearn fit --config {folder}/<method>.yaml"
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:  # saved after each method: an interrupted sweep keeps what it measured
             runs[name] = run_method(name, Path(tmp), args.tier)
             print(table({name: runs[name]}, args.tier).splitlines()[-1], flush=True)
-            atomic_write_json(path, {"device": device, "date": date, "command": command, "runs": runs})
+            atomic_write_json(path, {**earlier, "device": device, "date": date, "command": command, "runs": runs})
     print(table(runs, args.tier))
     print(f"saved {path}")
 
