@@ -107,30 +107,46 @@ def _stats_offsets(plane, pid_v, rows, N, S):
 
 
 @triton.jit
-def _logit_tile(
-    h_ptr,  # (N, H) hidden states, row stride stride_h
-    w_ptr,  # (V, H) lm-head weight, row stride stride_w
+def _logprob_kernel(
+    h_ptr,  # (N, H) hidden states
+    w_ptr,  # (V, H) lm-head weight
     b_ptr,  # (V,) bias; unread without HAS_BIAS
-    rows,  # (BLOCK_N,) row ids, may run past N
-    cols,  # (BLOCK_V,) vocabulary ids, may run past V
+    t_ptr,  # (N,) target ids
+    out_ptr,  # forward: (3|5, S, N) fp32 statistics per tile (below); backward: (N, width) logit gradient
+    lse_ptr,  # (N,) fp32 logsumexp(x); read by the backward
+    glp_ptr,  # (N,) fp32 upstream gradient of logp, 0 on ignored rows; read by the backward
+    lset_ptr,  # (N,) fp32 logsumexp(x / T); read by the backward with ENTROPY
+    ent_ptr,  # (N,) fp32 entropy; read by the backward with ENTROPY
+    gent_ptr,  # (N,) fp32 upstream gradient of the entropy, 0 on ignored rows; read by the backward with ENTROPY
     N,
     V,
     H,
+    v0,  # the tiles cover columns [v0, v0 + width): the whole vocabulary forward, one chunk backward
+    width,
     stride_h,
     stride_w,
+    stride_out,  # row stride of the backward's gradient
+    inv_t,
+    BACKWARD: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    ENTROPY: tl.constexpr,
     UPCAST: tl.constexpr,
     EVEN_H: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    GROUP_N: tl.constexpr,
 ):
-    """Logits of a tile in fp32; rows and columns past the end read in-range data and must be masked later."""
-    ks = tl.arange(0, BLOCK_H)
+    """Both passes recompute a logit tile alike: forward keeps its softmax statistics, backward writes its gradient."""
+    pid_n, pid_v = _tile_ids(N, width, BLOCK_N, BLOCK_V, GROUP_N)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    local = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    cols = v0 + local
+    ks = tl.arange(0, BLOCK_H)  # the logits in fp32; rows and columns past the end read in-range data, masked below
     h_ptrs = h_ptr + (rows % N).to(tl.int64)[:, None] * stride_h + ks[None, :]
     w_ptrs = w_ptr + (cols % V).to(tl.int64)[:, None] * stride_w + ks[None, :]
-    acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
+    x = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     for k in range(0, tl.cdiv(H, BLOCK_H)):
         if EVEN_H:
             h = tl.load(h_ptrs)
@@ -142,150 +158,44 @@ def _logit_tile(
         if UPCAST:  # on the GPU 16-bit operands feed the tensor cores: their products are exact in fp32
             h = h.to(tl.float32)
             w = w.to(tl.float32)
-        acc = tl.dot(h, tl.trans(w), acc, input_precision=DOT_PRECISION)
+        x = tl.dot(h, tl.trans(w), x, input_precision=DOT_PRECISION)
         h_ptrs += BLOCK_H
         w_ptrs += BLOCK_H
     if HAS_BIAS:
-        acc += tl.load(b_ptr + cols % V).to(tl.float32)[None, :]
-    return acc
-
-
-@triton.jit
-def _logprob_fwd_kernel(
-    h_ptr,  # (N, H) hidden states
-    w_ptr,  # (V, H) lm-head weight
-    b_ptr,  # (V,) bias; unread without HAS_BIAS
-    t_ptr,  # (N,) target ids
-    stats_ptr,  # (3|5, S, N) fp32 per tile: max m, Σexp(x−m), target logit[, Σexp(d), Σexp(d)·d; d=(x−m)/T]
-    N,
-    V,
-    H,
-    S,
-    stride_h,
-    stride_w,
-    inv_t,
-    HAS_BIAS: tl.constexpr,
-    ENTROPY: tl.constexpr,
-    UPCAST: tl.constexpr,
-    EVEN_H: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_V: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    GROUP_N: tl.constexpr,
-):
-    """One logit tile → its softmax statistics, merged per row afterwards like an online logsumexp."""
-    pid_n, pid_v = _tile_ids(N, V, BLOCK_N, BLOCK_V, GROUP_N)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
-    x = _logit_tile(
-        h_ptr,
-        w_ptr,
-        b_ptr,
-        rows,
-        cols,
-        N,
-        V,
-        H,
-        stride_h,
-        stride_w,
-        HAS_BIAS,
-        UPCAST,
-        EVEN_H,
-        DOT_PRECISION,
-        BLOCK_N,
-        BLOCK_V,
-        BLOCK_H,
-    )
-    col_ok = (cols < V)[None, :]
+        x += tl.load(b_ptr + cols % V).to(tl.float32)[None, :]
     row_ok = rows < N
-    x = tl.where(col_ok, x, float("-inf"))
-    m = tl.max(x, 1)
     targets = tl.load(t_ptr + rows, mask=row_ok, other=-1)
-    tl.store(stats_ptr + _stats_offsets(0, pid_v, rows, N, S), m, mask=row_ok)
-    tl.store(stats_ptr + _stats_offsets(1, pid_v, rows, N, S), tl.sum(tl.exp(x - m[:, None]), 1), mask=row_ok)
-    target_logit = tl.sum(tl.where(cols[None, :] == targets[:, None], x, 0.0), 1)
-    tl.store(stats_ptr + _stats_offsets(2, pid_v, rows, N, S), target_logit, mask=row_ok)
-    if ENTROPY:
-        d = tl.where(col_ok, (x - m[:, None]) * inv_t, 0.0)
-        e = tl.where(col_ok, tl.exp(d), 0.0)
-        tl.store(stats_ptr + _stats_offsets(3, pid_v, rows, N, S), tl.sum(e, 1), mask=row_ok)
-        tl.store(stats_ptr + _stats_offsets(4, pid_v, rows, N, S), tl.sum(e * d, 1), mask=row_ok)
-
-
-@triton.jit
-def _logprob_bwd_kernel(
-    h_ptr,  # (N, H) hidden states
-    w_ptr,  # (V, H) lm-head weight
-    b_ptr,  # (V,) bias; unread without HAS_BIAS
-    t_ptr,  # (N,) target ids
-    lse_ptr,  # (N,) fp32 logsumexp(x)
-    glp_ptr,  # (N,) fp32 upstream gradient of logp, 0 on ignored rows
-    lset_ptr,  # (N,) fp32 logsumexp(x / T); unread without ENTROPY
-    ent_ptr,  # (N,) fp32 entropy; unread without ENTROPY
-    gent_ptr,  # (N,) fp32 upstream gradient of the entropy, 0 on ignored rows; unread without ENTROPY
-    g_ptr,  # (N, width) gradient of the logits of columns [v0, v0 + width), row stride stride_g
-    N,
-    V,
-    H,
-    v0,
-    width,
-    stride_h,
-    stride_w,
-    stride_g,
-    inv_t,
-    HAS_BIAS: tl.constexpr,
-    ENTROPY: tl.constexpr,
-    UPCAST: tl.constexpr,
-    EVEN_H: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_V: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    GROUP_N: tl.constexpr,
-):
-    """Recompute one logit tile and write its gradient: glp·(onehot − p) − gH·q·(log q + H)/T."""
-    pid_n, pid_v = _tile_ids(N, width, BLOCK_N, BLOCK_V, GROUP_N)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    local = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
-    cols = v0 + local
-    x = _logit_tile(
-        h_ptr,
-        w_ptr,
-        b_ptr,
-        rows,
-        cols,
-        N,
-        V,
-        H,
-        stride_h,
-        stride_w,
-        HAS_BIAS,
-        UPCAST,
-        EVEN_H,
-        DOT_PRECISION,
-        BLOCK_N,
-        BLOCK_V,
-        BLOCK_H,
-    )
-    row_ok = rows < N
-    lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
-    glp = tl.load(glp_ptr + rows, mask=row_ok, other=0.0)
-    targets = tl.load(t_ptr + rows, mask=row_ok, other=-1)
-    onehot = tl.where(cols[None, :] == targets[:, None], 1.0, 0.0)
-    g = glp[:, None] * (onehot - tl.exp(x - lse[:, None]))
-    if ENTROPY:
-        lset = tl.load(lset_ptr + rows, mask=row_ok, other=0.0)
-        ent = tl.load(ent_ptr + rows, mask=row_ok, other=0.0)
-        gent = tl.load(gent_ptr + rows, mask=row_ok, other=0.0)
-        logq = x * inv_t - lset[:, None]
-        g -= gent[:, None] * tl.exp(logq) * (logq + ent[:, None]) * inv_t
-    out = g_ptr + rows.to(tl.int64)[:, None] * stride_g + local[None, :]
-    tl.store(out, g.to(g_ptr.dtype.element_ty), mask=row_ok[:, None] & (local < width)[None, :])
+    if BACKWARD:  # glp·(onehot − p) − gH·q·(log q + H)/T
+        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
+        glp = tl.load(glp_ptr + rows, mask=row_ok, other=0.0)
+        onehot = tl.where(cols[None, :] == targets[:, None], 1.0, 0.0)
+        g = glp[:, None] * (onehot - tl.exp(x - lse[:, None]))
+        if ENTROPY:
+            lset = tl.load(lset_ptr + rows, mask=row_ok, other=0.0)
+            ent = tl.load(ent_ptr + rows, mask=row_ok, other=0.0)
+            gent = tl.load(gent_ptr + rows, mask=row_ok, other=0.0)
+            logq = x * inv_t - lset[:, None]
+            g -= gent[:, None] * tl.exp(logq) * (logq + ent[:, None]) * inv_t
+        out = out_ptr + rows.to(tl.int64)[:, None] * stride_out + local[None, :]
+        tl.store(out, g.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (local < width)[None, :])
+    else:  # per tile: max m, Σexp(x−m), target logit[, Σexp(d), Σexp(d)·d; d=(x−m)/T], merged per row afterwards
+        S = tl.cdiv(V, BLOCK_V)
+        col_ok = (cols < V)[None, :]
+        x = tl.where(col_ok, x, float("-inf"))
+        m = tl.max(x, 1)
+        tl.store(out_ptr + _stats_offsets(0, pid_v, rows, N, S), m, mask=row_ok)
+        tl.store(out_ptr + _stats_offsets(1, pid_v, rows, N, S), tl.sum(tl.exp(x - m[:, None]), 1), mask=row_ok)
+        target_logit = tl.sum(tl.where(cols[None, :] == targets[:, None], x, 0.0), 1)
+        tl.store(out_ptr + _stats_offsets(2, pid_v, rows, N, S), target_logit, mask=row_ok)
+        if ENTROPY:
+            d = tl.where(col_ok, (x - m[:, None]) * inv_t, 0.0)
+            e = tl.where(col_ok, tl.exp(d), 0.0)
+            tl.store(out_ptr + _stats_offsets(3, pid_v, rows, N, S), tl.sum(e, 1), mask=row_ok)
+            tl.store(out_ptr + _stats_offsets(4, pid_v, rows, N, S), tl.sum(e * d, 1), mask=row_ok)
 
 
 def _launch_args(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> dict:
-    """Tile shapes and dtype switches shared by both kernels."""
+    """Tile shapes and dtype switches shared by both passes."""
     block_n, block_v, block_h, group_n, warps, stages = INTERPRETER_CONFIG if _interpreting() else GPU_CONFIG
     upcast = _interpreting() or hidden.dtype == torch.float32
     return dict(
@@ -302,6 +212,44 @@ def _launch_args(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     )
 
 
+def _launch(
+    args: dict,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    out: torch.Tensor,
+    columns: tuple[int, int],
+    temperature: float,
+    with_entropy: bool,
+    per_row: tuple[torch.Tensor, ...] | None = None,
+) -> None:
+    """Both passes launch alike; `per_row` (lse, grad_logp, lset, entropy, grad_entropy) selects the backward."""
+    (n, h), v = hidden.shape, weight.shape[0]
+    v0, width = columns
+    grid = (triton.cdiv(n, args["BLOCK_N"]) * triton.cdiv(width, args["BLOCK_V"]),)
+    _logprob_kernel[grid](
+        hidden,
+        weight,
+        weight if bias is None else bias,
+        targets,
+        out,
+        *(per_row or (out,) * 5),
+        n,
+        v,
+        h,
+        v0,
+        width,
+        hidden.stride(0),
+        weight.stride(0),
+        out.stride(0),
+        1.0 / temperature,
+        BACKWARD=per_row is not None,
+        ENTROPY=with_entropy,
+        **args,
+    )
+
+
 def _logprob_forward(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -312,27 +260,10 @@ def _logprob_forward(
     with_entropy: bool,
 ) -> tuple[torch.Tensor, ...]:
     """Launch the tile kernel and merge its statistics: fp32 (logp, entropy or None, lse, lse at T)."""
-    (n, h), v = hidden.shape, weight.shape[0]
+    n, v = hidden.shape[0], weight.shape[0]
     args = _launch_args(hidden, weight, bias)
-    s = triton.cdiv(v, args["BLOCK_V"])
-    stats = hidden.new_empty((5 if with_entropy else 3, s, n), dtype=torch.float32)
-    grid = (triton.cdiv(n, args["BLOCK_N"]) * s,)
-    _logprob_fwd_kernel[grid](
-        hidden,
-        weight,
-        weight if bias is None else bias,
-        targets,
-        stats,
-        n,
-        v,
-        h,
-        s,
-        hidden.stride(0),
-        weight.stride(0),
-        1.0 / temperature,
-        ENTROPY=with_entropy,
-        **args,
-    )
+    stats = hidden.new_empty((5 if with_entropy else 3, triton.cdiv(v, args["BLOCK_V"]), n), dtype=torch.float32)
+    _launch(args, hidden, weight, bias, targets, stats, (0, v), temperature, with_entropy)
     m = stats[0].max(0).values  # (N,)
     lse = m + torch.log((stats[1] * torch.exp(stats[0] - m)).sum(0))
     valid = targets != ignore_index
@@ -367,31 +298,10 @@ def _logprob_backward(
     grad_h = torch.zeros((n, h), dtype=torch.float32, device=hidden.device) if needs[0] else None
     grad_w = torch.empty_like(weight) if needs[1] else None
     grad_b = torch.empty_like(bias) if needs[2] else None
-    entropy_args = (lset, entropy, grad_entropy) if entropy is not None else (lse, lse, lse)
+    per_row = (lse, grad_logp, *((lset, entropy, grad_entropy) if entropy is not None else (lse, lse, lse)))
     for v0 in range(0, v, chunk):
         width = min(chunk, v - v0)
-        grid = (triton.cdiv(n, args["BLOCK_N"]) * triton.cdiv(width, args["BLOCK_V"]),)
-        _logprob_bwd_kernel[grid](
-            hidden,
-            weight,
-            weight if bias is None else bias,
-            targets,
-            lse,
-            grad_logp,
-            *entropy_args,
-            g,
-            n,
-            v,
-            h,
-            v0,
-            width,
-            hidden.stride(0),
-            weight.stride(0),
-            g.stride(0),
-            1.0 / temperature,
-            ENTROPY=entropy is not None,
-            **args,
-        )
+        _launch(args, hidden, weight, bias, targets, g, (v0, width), temperature, entropy is not None, per_row)
         g_c = g[:, :width]
         if grad_h is not None:
             grad_h += g_c @ weight[v0 : v0 + width]
