@@ -29,35 +29,23 @@ from unlearn.losses import sequence_nll
 from unlearn.methods import NPO
 from unlearn.models import load_tokenizer
 
+# 2-layer Llama shapes: name → (hidden, intermediate, heads, key-value heads, vocabulary, context, other fields).
 PRESETS = {
-    "llama3-8b-2l": dict(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=128256,
+    name: dict(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        vocab_size=vocab,
         num_hidden_layers=2,
-        rope_theta=500000.0,
-        max_position_embeddings=8192,
-    ),
-    "small": dict(
-        hidden_size=256,
-        intermediate_size=688,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=128256,
-        num_hidden_layers=2,
-        max_position_embeddings=2048,
-    ),
-    "tiny": dict(  # a rehearsal of the device script
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1024,
-        num_hidden_layers=2,
-        max_position_embeddings=256,
-    ),
+        **extra,
+        max_position_embeddings=context,
+    )
+    for name, (hidden, intermediate, heads, kv_heads, vocab, context, extra) in {
+        "llama3-8b-2l": (4096, 14336, 32, 8, 128256, 8192, dict(rope_theta=500000.0)),
+        "small": (256, 688, 4, 2, 128256, 2048, {}),
+        "tiny": (64, 128, 4, 2, 1024, 256, {}),  # a rehearsal of the device script
+    }.items()
 }
 VARIANTS = {  # name → (fused_logprob, reference)
     "eager-cached": (False, "cached"),
