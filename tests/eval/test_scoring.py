@@ -157,9 +157,7 @@ def test_letter_fast_path_equals_general_path_and_reference(letter_model, letter
     rows = mcq_rows([["3", "4", "five", "six"]] * 5)
     contexts, continuations = scoring._encode_choices(letter_tokenizer, rows, "letter", "", PLAIN)
     assert all(len(ids) == 1 for conts in continuations for ids in conts)
-    general = scoring._cache_scores(
-        letter_model, contexts, continuations, pad_id=0, batch_size=3, bar=None, prefix=(0, None)
-    )
+    general = scoring._cache_scores(letter_model, contexts, continuations, scoring._Batching(0, 3, None, (0, None)))
     forbid(monkeypatch, "_cache_scores")
     scores = choice_logprobs(letter_model, letter_tokenizer, rows, template="letter", batch_size=2)
     assert_close(scores, torch.stack(general), atol=1e-5, rtol=0)

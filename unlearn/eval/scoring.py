@@ -6,7 +6,7 @@ import copy
 import inspect
 import string
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -17,6 +17,20 @@ from unlearn.models import evaluating
 LETTERS = string.ascii_uppercase
 TEMPLATES = ("cloze", "letter")
 Prefix = tuple[int, object]  # tokens every context starts with, and their key-value cache (None when there are none)
+
+
+class _Batching(NamedTuple):
+    """What every scoring path needs to run its forwards, handed on as one."""
+
+    pad_id: int
+    size: int  # sequences per forward
+    bar: str | None  # the progress bar's name, None for no bar
+    prefix: Prefix
+
+    def batches(self, order: list[int]) -> Iterator[list[int]]:
+        """`order` in slices of `size` row indices, each counted on the progress bar when there is one."""
+        for start in tqdm(range(0, len(order), self.size), desc=self.bar, disable=self.bar is None):
+            yield order[start : start + self.size]
 
 
 def letter_prompt(question: str, choices: Sequence[str], *, description: str = "") -> str:
@@ -74,9 +88,8 @@ def choice_logprobs(
     single_token = all(len(ids) == 1 for conts in continuations for ids in conts)
     score = _next_token_scores if single_token else _packed_scores if _takes_custom_mask(model) else _cache_scores
     with evaluating(model), torch.inference_mode():
-        prefix = _shared_prefix(model, contexts)
-        bar = desc if progress else None
-        per_row = score(model, contexts, continuations, pad_id=pad_id, batch_size=batch_size, bar=bar, prefix=prefix)
+        batching = _Batching(pad_id, batch_size, desc if progress else None, _shared_prefix(model, contexts))
+        per_row = score(model, contexts, continuations, batching)
     width = max((len(conts) for conts in continuations), default=0)
     scores = torch.full((len(rows), width), float("-inf"), device=model.device)  # (N, C)
     for k, row_scores in enumerate(per_row):
@@ -126,18 +139,11 @@ def _encode_choices(
 
 
 def _next_token_scores(
-    model,
-    contexts: list[list[int]],
-    continuations: list[list[list[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    bar: str | None,
-    prefix: Prefix,
+    model, contexts: list[list[int]], continuations: list[list[list[int]]], batching: _Batching
 ) -> list[torch.Tensor]:
     """Fast path for one-token continuations: the next-token log-softmax at each context's end, one forward."""
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, _, _ in _context_forward(model, contexts, pad_id, batch_size, bar, prefix, False):
+    for index, last, _, _ in _context_forward(model, contexts, batching, False):
         logprobs = last.float().log_softmax(dim=-1)  # (B, V)
         for row, k in enumerate(index):
             per_row[k] = logprobs[row, [ids[0] for ids in continuations[k]]]  # (C_k,)
@@ -145,14 +151,7 @@ def _next_token_scores(
 
 
 def _cache_scores(
-    model,
-    contexts: list[list[int]],
-    continuations: list[list[list[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    bar: str | None,
-    prefix: Prefix,
+    model, contexts: list[list[int]], continuations: list[list[list[int]]], batching: _Batching
 ) -> list[torch.Tensor]:
     """Multi-token path for attention kernels without custom masks: each context runs once, its key-value cache
     shared by all its choices' continuations.
@@ -161,12 +160,12 @@ def _cache_scores(
     continuations alone over the copied cache, the lm-head only at continuation positions.
     """
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    for index, last, cache, mask in _context_forward(model, contexts, pad_id, batch_size, bar, prefix, True):
+    for index, last, cache, mask in _context_forward(model, contexts, batching, True):
         pairs = [(row, c) for row, k in enumerate(index) for c in range(len(continuations[k]))]
         owner = torch.tensor([row for row, _ in pairs], device=last.device)  # (P,) the context row of each pair
         tokens = [continuations[index[row]][c] for row, c in pairs]
         width = max(len(ids) for ids in tokens)
-        targets = torch.full((len(pairs), width), pad_id, dtype=torch.long)  # (P, W)
+        targets = torch.full((len(pairs), width), batching.pad_id, dtype=torch.long)  # (P, W)
         real = torch.zeros((len(pairs), width), dtype=torch.bool)  # (P, W)
         for p, ids in enumerate(tokens):
             targets[p, : len(ids)], real[p, : len(ids)] = torch.tensor(ids), True
@@ -194,14 +193,7 @@ def _cache_scores(
 
 
 def _packed_scores(
-    model,
-    contexts: list[list[int]],
-    continuations: list[list[list[int]]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    bar: str | None,
-    prefix: Prefix,
+    model, contexts: list[list[int]], continuations: list[list[list[int]]], batching: _Batching
 ) -> list[torch.Tensor]:
     """Multi-token path: a question's context and all its choices run as one sequence, each choice attending to the
     context and to itself only (a 4-D mask), so the context's work is done once with no cache copied per choice.
@@ -210,21 +202,20 @@ def _packed_scores(
     context end in the batch onwards only (`logits_to_keep`).
     """
     per_row: list[torch.Tensor] = [torch.empty(0)] * len(contexts)
-    shared, cache = prefix
+    shared, cache = batching.prefix
     contexts = [ids[shared:] for ids in contexts]
     blocks = [sum(len(ids) for ids in conts) for conts in continuations]
     order = sorted(range(len(contexts)), key=lambda k: -(len(contexts[k]) + blocks[k]))
     device = model.device
     dtype = next(model.parameters()).dtype
-    for start in tqdm(range(0, len(order), batch_size), desc=bar, disable=bar is None):
-        index = order[start : start + batch_size]
+    for index in batching.batches(order):
         width = max(len(contexts[k]) + blocks[k] for k in index)
         keep = width - min(len(contexts[k]) for k in index) + 1  # lm-head columns: every row's context end onwards
-        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # (B, T)
+        input_ids = torch.full((len(index), width), batching.pad_id, dtype=torch.long)  # (B, T)
         positions = torch.zeros((len(index), width), dtype=torch.long)  # (B, T)
         segment = torch.full((len(index), width), -1, dtype=torch.long)  # (B, T): -1 pad, 0 context, c + 1 choice c
         tail = max(blocks[k] for k in index)
-        targets = torch.full((len(index), tail), pad_id, dtype=torch.long)  # (B, W): each row's choice tokens
+        targets = torch.full((len(index), tail), batching.pad_id, dtype=torch.long)  # (B, W): each row's choice tokens
         source = torch.zeros((len(index), tail), dtype=torch.long)  # (B, W): the kept column predicting each
         choice = torch.full((len(index), tail), -1, dtype=torch.long)  # (B, W): its choice, -1 for padding
         for row, k in enumerate(index):
@@ -295,27 +286,20 @@ def _takes_custom_mask(model) -> bool:
 
 
 def _context_forward(
-    model,
-    contexts: list[list[int]],
-    pad_id: int,
-    batch_size: int,
-    bar: str | None,
-    prefix: Prefix,
-    keep_cache: bool,
+    model, contexts: list[list[int]], batching: _Batching, keep_cache: bool
 ) -> Iterator[tuple[list[int], torch.Tensor, object, torch.Tensor]]:
     """Yield (indices, last-position logits (B, V), key-value cache or None, attention mask (B, P + T)) per batch.
 
     Contexts past the shared prefix are left-padded, longest first, with position ids counted from each row's
     first real token, so every row ends at the last column and the lm-head runs there only (`logits_to_keep`).
     """
-    shared, cache = prefix
+    shared, cache = batching.prefix
     contexts = [ids[shared:] for ids in contexts]
     order = sorted(range(len(contexts)), key=lambda k: -len(contexts[k]))
     device = model.device
-    for start in tqdm(range(0, len(order), batch_size), desc=bar, disable=bar is None):
-        index = order[start : start + batch_size]
+    for index in batching.batches(order):
         width = len(contexts[index[0]])
-        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)  # (B, T)
+        input_ids = torch.full((len(index), width), batching.pad_id, dtype=torch.long)  # (B, T)
         mask = torch.zeros((len(index), width), dtype=torch.long)  # (B, T)
         for row, k in enumerate(index):
             input_ids[row, width - len(contexts[k]) :] = torch.tensor(contexts[k])
