@@ -51,24 +51,30 @@ def device_name() -> str:
     return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
 
 
-def run_method(name: str, workdir: Path, tier: str, env: dict | None = None) -> dict:
-    """Fit one method in a fresh process (with `env`, or this one's); its metrics.json and the wall time, or the
-    error it ended with."""
-    run_dir = workdir / name
-    command = [
+def fit_command(config: Path, run_dir: Path) -> list[str]:
+    """The command a user runs to fit `config`, so benchmarks time what users run; logs and model under `run_dir`."""
+    return [
         sys.executable,
         "-m",
         "unlearn",
         "fit",
         "--config",
-        str(TIERS[tier][0] / f"{name}.yaml"),
+        str(config),
         "--trainer.default_root_dir",
         str(run_dir),
         "--model.init_args.save_dir",
         str(run_dir / "model"),
     ]
+
+
+def run_method(name: str, workdir: Path, tier: str, env: dict | None = None) -> dict:
+    """Fit one method in a fresh process (with `env`, or this one's); its metrics.json and the wall time, or the
+    error it ended with."""
+    run_dir = workdir / name
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    done = subprocess.run(
+        fit_command(TIERS[tier][0] / f"{name}.yaml", run_dir), capture_output=True, text=True, cwd=ROOT, env=env
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         return {"error": done.stderr[-2000:], "wall_s": round(wall, 1)}

@@ -15,7 +15,6 @@ import datetime
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import RESULTS
+from benchmarks.methods import fit_command
 from benchmarks.results_file import result_name
 from benchmarks.step import PRESETS, _save_model
 from unlearn.io import atomic_write_json
@@ -58,20 +58,8 @@ def run(root: Path, devices: int, global_batch: int, **settings) -> dict:
     """One fit with `devices` ranks at the given global batch; its memory.json and wall time."""
     root.mkdir(parents=True)
     (root / "input.yaml").write_text(CONFIG.format(devices=devices, batch=global_batch // devices, **settings))
-    command = [
-        sys.executable,
-        "-m",
-        "unlearn",
-        "fit",
-        "--config",
-        str(root / "input.yaml"),
-        "--trainer.default_root_dir",
-        str(root),
-        "--model.init_args.save_dir",
-        str(root / "model"),
-    ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(fit_command(root / "input.yaml", root), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {devices}-rank run failed:\n{done.stderr[-3000:]}")
     memory = json.loads((root / "memory.json").read_text())
