@@ -82,10 +82,14 @@ def run_method(name: str, workdir: Path, tier: str, env: dict | None = None) -> 
     return {"before": metrics["before"], "after": metrics["after"], "wall_s": round(wall, 1)}
 
 
+ROUNDING = 1e-6  # accuracies arrive as float32 ratios of counts: 81/90 is 0.8999999762, which is 0.9
+
+
 def meets_target(run: dict) -> bool:
     """The README's target: forget MCQ at most 0.35 (chance is 0.25) with retain MCQ at least 0.9x its value before."""
     before, after = run["before"], run["after"]
-    return after["forget/mcq_acc"] <= 0.35 and after["retain/mcq_acc"] >= 0.9 * before["retain/mcq_acc"]
+    forgets = after["forget/mcq_acc"] <= 0.35 + ROUNDING
+    return forgets and after["retain/mcq_acc"] >= 0.9 * before["retain/mcq_acc"] - ROUNDING
 
 
 def table(runs: dict[str, dict], tier: str) -> str:
