@@ -100,3 +100,14 @@ def test_unwritable_run_folder_is_refused_before_the_model_loads(tmp_path, monke
     with pytest.raises(SystemExit):
         main(["attack", "--config", str(quick_attack(tmp_path)), *args])
     assert re.search(r"cannot write to .*file/run .*trainer\.default_root_dir", capsys.readouterr().err)
+
+
+def test_a_name_under_a_local_folder_is_a_path_for_the_runner_as_for_the_loader(tmp_path, monkeypatch):
+    """`runs/model` is owner/name in shape, but with runs/ here the loader reads a path: a missing one is refused."""
+    from unlearn.robustness.checks import check_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match="'runs/model' is not an existing model folder"):
+        check_model("runs/model", "model")
+    check_model("owner/model", "model")  # no owner/ folder here: a hub id, fetched (or refused) by the hub check

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearn import smollm2
-from unlearn.data.sources import HUB_ID
-from unlearn.models import BUILTIN, SCRATCH
+from unlearn.models import BUILTIN, SCRATCH, names_local_path
 
 
 def check_model(name: str, role: str) -> None:
-    """`name` must be a built-in model, an existing folder, or shaped like a hub id (owner/name)."""
+    """`name` must be a built-in model, an existing folder, or what the loader reads as a hub id (owner/name)."""
     if name in BUILTIN or name in (SCRATCH, smollm2.NAME) or Path(name).expanduser().is_dir():
         return
-    if not name.startswith(("/", ".", "~")) and HUB_ID.fullmatch(name):
+    if not names_local_path(name):
         return
     raise ValueError(
         f"{role} {name!r} is not an existing model folder, a built-in name ({', '.join(BUILTIN)}) or a hub id; "
