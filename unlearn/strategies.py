@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,6 +203,19 @@ def ranks_where(flag: bool, device: torch.device) -> list[int]:
     flags[torch.distributed.get_rank()] = float(flag)
     torch.distributed.all_reduce(flags)
     return flags.nonzero().flatten().tolist()
+
+
+def averaged_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's mean over the ranks through a differentiable all-reduce (TAR's inner attack steps, which the exact
+    meta-gradient differentiates); the tensors themselves on one process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return tensors
+    from torch.distributed.nn.functional import all_reduce  # autograd-aware; imported only where ranks exist
+
+    world = torch.distributed.get_world_size()
+    with warnings.catch_warnings():  # its FutureWarning names a private successor; this public one works
+        warnings.simplefilter("ignore", FutureWarning)
+        return [all_reduce(tensor) / world for tensor in tensors]
 
 
 def average_over_ranks_(tensors: list[torch.Tensor]) -> None:

@@ -11,10 +11,18 @@ import torch.multiprocessing as mp
 
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticPassages, SyntheticQA
+from unlearn.losses import trajectory_weights
 from unlearn.methods import CEU, NPOSAM, PDU, RMU
 from unlearn.methods.base import UnlearnModule
 from unlearn.methods.lora import LoRA
-from unlearn.strategies import full_state_dict, mean_over_ranks, skip_shared_memory_op
+from unlearn.methods.tar import tamper_gradient
+from unlearn.strategies import (
+    average_over_ranks_,
+    averaged_over_ranks,
+    full_state_dict,
+    mean_over_ranks,
+    skip_shared_memory_op,
+)
 from unlearn.tiny import build_tiny_model
 
 
@@ -170,3 +178,43 @@ def test_zero3_export_gathers_one_tensor_at_a_time_onto_the_writing_rank(tmp_pat
     assert seen[0]["same"] and seen[0]["keys"] > 0 and seen[1]["keys"] == 0
     assert seen[0]["gathers"] == seen[1]["gathers"] == len(list(build_tiny_model(64).parameters()))
     assert seen[0]["most_full_at_once"] == seen[1]["most_full_at_once"] == 1
+
+
+def tamper_problem(rows: slice, per_rank_rows: int) -> tuple:
+    """θ (3,) and TAR's two least-squares losses on `rows` of 4, divided by the global rows per rank, as a training
+    batch's token means are (float64)."""
+    generator = torch.Generator().manual_seed(0)
+    A, a = torch.randn(4, 3, generator=generator, dtype=torch.float64), torch.randn(4, generator=generator).double()
+    H, h = torch.randn(4, 3, generator=generator, dtype=torch.float64), torch.randn(4, generator=generator).double()
+    theta = torch.randn(3, generator=generator, dtype=torch.float64).requires_grad_(True)
+    attack = lambda w: ((A[rows] @ w[0] - a[rows]) ** 2).sum() / per_rank_rows  # noqa: E731
+    tamper = lambda w: ((H[rows] @ w[0] - h[rows]) ** 2).sum() / per_rank_rows  # noqa: E731
+    return theta, attack, tamper
+
+
+def _tamper_gradient_on_rank(rank: int, optimizer: str, first_order: bool, average) -> tuple[torch.Tensor, float]:
+    theta, attack, tamper = tamper_problem(slice(2 * rank, 2 * rank + 2), per_rank_rows=2)
+    grads, value, _ = tamper_gradient(
+        [theta], attack, tamper, steps=3, lr=0.05, weights=trajectory_weights(3).double(), optimizer=optimizer,
+        first_order=first_order, average=average,
+    )  # fmt: skip
+    average_over_ranks_(grads)  # as TAR's objective does with the outer gradient
+    return grads[0], value.item()
+
+
+@pytest.mark.parametrize(("optimizer", "first_order"), [("adamw", True), ("sgd", True), ("sgd", False)])
+def test_tar_attack_on_two_ranks_is_the_one_process_attack(tmp_path, optimizer, first_order):
+    """Each rank holds half the rows; with the attack gradients averaged over the ranks (differentiably, for the exact
+    meta-gradient) the outer gradient and the tamper value are one process's on all rows; without, they are not."""
+    theta, attack, tamper = tamper_problem(slice(0, 4), per_rank_rows=4)
+    single, value, _ = tamper_gradient(
+        [theta], attack, tamper, steps=3, lr=0.05, weights=trajectory_weights(3).double(), optimizer=optimizer,
+        first_order=first_order,
+    )  # fmt: skip
+    ranks = on_two_ranks(_tamper_gradient_on_rank, tmp_path, optimizer, first_order, averaged_over_ranks)
+    assert torch.equal(ranks[0][0], ranks[1][0]), "every rank ends with the same outer gradient"
+    torch.testing.assert_close(ranks[0][0], single[0], rtol=1e-12, atol=1e-12)
+    assert (ranks[0][1] + ranks[1][1]) / 2 == pytest.approx(value.item(), rel=1e-6)  # summed in float32
+    (tmp_path / "local").mkdir()
+    local = on_two_ranks(_tamper_gradient_on_rank, tmp_path / "local", optimizer, first_order, list)
+    assert not torch.allclose(local[0][0], single[0]), "each rank attacking with its own rows is another attack"

@@ -12,7 +12,7 @@ from unlearn.checks import refuse
 from unlearn.losses import hidden_distance, kl_to_reference, mean_token_nll, tamper_resistance_loss, trajectory_weights
 from unlearn.methods.base import SelfBackward, position_count, token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
-from unlearn.strategies import average_over_ranks_
+from unlearn.strategies import average_over_ranks_, averaged_over_ranks
 
 Params = Sequence[torch.Tensor]
 
@@ -27,6 +27,7 @@ def tamper_gradient(
     weights: torch.Tensor,
     optimizer: Literal["adamw", "sgd"] = "adamw",
     first_order: bool = True,
+    average: Callable[[list[torch.Tensor]], list[torch.Tensor]] = list,
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[float]]:
     """TAR's outer gradient of the tamper-resistance term, ``∇_θ Σ_k w_k·L_TR(θ_k)``, θ_k after k attack steps.
 
@@ -46,6 +47,8 @@ def tamper_gradient(
         weights: (K,) w_k (``trajectory_weights``).
         optimizer: adamw or sgd.
         first_order: see above.
+        average: the attack gradients' mean over the ranks (``averaged_over_ranks`` under DDP, so that every rank
+            attacks with the global batch's gradient, as one process would); the identity on one process.
 
     Returns:
         (one gradient per parameter, Σ_k w_k·L_TR(θ_k) detached, the attack loss at each step).
@@ -60,7 +63,8 @@ def tamper_gradient(
         for k in range(steps):
             loss = attack_loss(current)
             grads = torch.autograd.grad(loss, current, create_graph=True, allow_unused=True)
-            current = [p if g is None else p - lr * g for p, g in zip(current, grads, strict=True)]
+            grads = average(_zeros_for_none(grads, current))
+            current = [p - lr * g for p, g in zip(current, grads, strict=True)]
             attack_losses.append(loss.item())
             total = total + weights[k] * tamper_loss(current)
         grads = torch.autograd.grad(total, list(params), allow_unused=True)
@@ -73,7 +77,7 @@ def tamper_gradient(
         with torch.enable_grad():
             loss = attack_loss(attacked)
             grads = torch.autograd.grad(loss, attacked, allow_unused=True)
-        for tensor, grad in zip(attacked, _zeros_for_none(grads, attacked), strict=True):
+        for tensor, grad in zip(attacked, average(_zeros_for_none(grads, attacked)), strict=True):
             tensor.grad = grad
         inner.step()
         attack_losses.append(loss.item())
@@ -208,7 +212,7 @@ class TAR(SelfBackward, RetainRegularised):
         grads, tamper, attack_losses = tamper_gradient(
             params, attack_loss, tamper_loss, steps=self.inner_steps, lr=self.inner_lr,
             weights=trajectory_weights(self.inner_steps, schedule_lambda=self.schedule_lambda),
-            optimizer=self.inner_optimizer, first_order=self.first_order,
+            optimizer=self.inner_optimizer, first_order=self.first_order, average=averaged_over_ranks,
         )  # fmt: skip
         average_over_ranks_(grads)  # the global batch's tamper gradient on every DDP rank, as .grad gets
         terms = {
