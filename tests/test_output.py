@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from tests.helpers import CONFIGS, quick_config
 from unlearn.cli import main
+from unlearn.models import load_model
 
 STEPS = 10
 NOISE = {  # what libraries printed on every run before unlearn.cli.quiet_library_noise
@@ -64,6 +66,17 @@ def test_fit_writes_the_training_curves_as_csv(run):
     assert all(float(row["train/loss"]) > 0 for row in train)
     assert (run[0] / "logs" / "hparams.yaml").is_file()
     assert (run[0] / "config.yaml").is_file(), "config.yaml stays in the run folder, not the logger's"
+
+
+def test_parameter_summary_counts_the_trained_weights_without_a_flops_column(run):
+    """The quick NPO config trains every weight of tiny-target (its reference is cached: no frozen copy); the count
+    here is taken independently, from the model itself."""
+    weights = get_human_readable_count(sum(p.numel() for p in load_model("tiny-target").parameters()))
+    out = run[1] + run[2]
+    assert re.search(rf"^{re.escape(weights)} +Trainable params$", out, re.M), out[:2000]
+    assert re.search(r"^0 +Non-trainable params$", out, re.M)
+    assert re.search(r"^0 \| model +\| LlamaForCausalLM +\| " + re.escape(weights) + r" +\| train$", out, re.M)
+    assert "FLOPs" not in out and "already configured" not in out, "Lightning's FLOPs column reads 0 for every method"
 
 
 @pytest.mark.parametrize("what", NOISE)

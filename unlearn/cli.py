@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -23,7 +23,7 @@ from unlearn.config import compose
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.io import prepare_output
 from unlearn.methods import UnlearnModule
-from unlearn.monitor import RunCSVLogger, StepProgressBar
+from unlearn.monitor import ParameterSummary, RunCSVLogger, StepProgressBar
 from unlearn.robustness.trainer import UnlearnTrainer
 from unlearn.strategies import register_cpu_presets
 from unlearn.validate import settings_problems
@@ -94,19 +94,28 @@ class UnlearnCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         """Lightning's, with the run's defaults: the training curves in `<default_root_dir>/logs/metrics.csv` unless
-        `trainer.logger` names another logger (or false), a one-line step bar (unlearn.monitor) unless
-        `trainer.enable_progress_bar: false` or the config's callbacks hold a progress bar of their own, and the CPU
-        DeepSpeed presets registered so `trainer.strategy` can name them."""
+        `trainer.logger` names another logger (or false); a one-line step bar and a parameter summary without
+        Lightning's FLOPs column (unlearn.monitor) unless `trainer.enable_progress_bar` or `enable_model_summary` is
+        false or the config's callbacks hold one of their own; the CPU DeepSpeed presets registered so
+        `trainer.strategy` can name them."""
         register_cpu_presets()
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = RunCSVLogger(config.get("default_root_dir") or os.getcwd())
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        ours = []
         if config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
+            ours.append(StepProgressBar())
+        if config.get("enable_model_summary", True) is not False and not any(
+            isinstance(c, ModelSummary) for c in callbacks
+        ):
+            ours.append(ParameterSummary())
+            kwargs["enable_model_summary"] = False  # Lightning's default summary off: no "already configured" note
+        if ours:
+            kwargs.setdefault("callbacks", [*callbacks, *ours])
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:

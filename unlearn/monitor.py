@@ -1,7 +1,9 @@
-"""What a run shows and records while it trains: a one-line step bar and CSV training curves in the run folder.
+"""What a run shows and records while it trains: a parameter summary, a one-line step bar and CSV training curves in
+the run folder.
 
-The CLI makes both the default (unlearn.cli.UnlearnCLI.instantiate_trainer): `trainer.enable_progress_bar: false`
-turns the bar off, `trainer.logger: false` the curves; another logger (TensorBoard, W&B) replaces the CSV one.
+The CLI makes all three the default (unlearn.cli.UnlearnCLI.instantiate_trainer): `trainer.enable_model_summary:
+false` turns the summary off, `trainer.enable_progress_bar: false` the bar, `trainer.logger: false` the curves; another
+logger (TensorBoard, W&B) replaces the CSV one.
 """
 
 from __future__ import annotations
@@ -12,13 +14,44 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from unlearn.io import prepare_output
 
 LOSS = "train/loss"  # what every method logs as its training objective (UnlearnModule.training_step)
+
+
+class ParameterSummary(ModelSummary):
+    """Lightning's summary of the method's modules without its FLOPs column, which reads 0 for every method (Lightning
+    counts FLOPs only from an `example_input_array`, which a method cannot have: its batches are role dictionaries)."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        """The modules' table (name, type, parameters, train/eval mode) and the parameter counts, as plain text."""
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        widths = [max(len(name), *map(len, values)) for name, values in columns]
+        rows = [[name for name, _ in columns], *zip(*(values for _, values in columns), strict=True)]
+        lines = [" | ".join(map(str.ljust, row, widths)).rstrip() for row in rows]
+        counts = {
+            "Trainable params": trainable_parameters,
+            "Non-trainable params": total_parameters - trainable_parameters,
+            "Total params": total_parameters,
+        }
+        lines += [f"{get_human_readable_count(int(count)):<10}{label}" for label, count in counts.items()]
+        lines.append(f"{model_size:<10.1f}Total estimated model params size (MB)")
+        rank_zero_info("\n".join(lines))
 
 
 class StepProgressBar(TQDMProgressBar):
