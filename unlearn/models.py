@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,3 +156,20 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 def _hint() -> str:
     names = ", ".join([*BUILTIN, smollm2.NAME])
     return f"Use a local directory, a hub id reachable from this machine, or a built-in name: {names}."
+
+
+def forward_takes(model: torch.nn.Module, name: str) -> bool:
+    """Whether the transformers model's forward takes argument `name`, asked of the model itself where a wrapper's
+    forward takes **kwargs (PEFT's, also behind AdaptersOff, which hands attribute lookups to the policy)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return name in inspect.signature(inner.forward).parameters
+
+
+def with_cache(model: torch.nn.Module, cache: object) -> dict:
+    """The key-value cache argument by the name this transformers version reads (`cache` replaces past_key_values)."""
+    return {"cache" if forward_takes(model, "cache") else "past_key_values": cache}
+
+
+def cache_of(out) -> object:
+    """A forward's key-value cache under the name this transformers version gives it (`cache`, once past_key_values)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import string
 from collections.abc import Iterator, Sequence
 from typing import Literal, NamedTuple
@@ -12,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from unlearn.data.prompts import PLAIN, PromptFormat
-from unlearn.models import evaluating
+from unlearn.models import cache_of, evaluating, forward_takes, with_cache
 
 LETTERS = string.ascii_uppercase
 TEMPLATES = ("cloze", "letter")
@@ -178,7 +177,7 @@ def _cache_scores(
                 input_ids=targets[:, :-1],
                 attention_mask=torch.cat([mask[owner], real[:, :-1].long()], dim=1),
                 position_ids=lengths[:, None] + torch.arange(width - 1, device=last.device),
-                **_with_cache(model, cache),
+                **with_cache(model, cache),
                 **_keep_logits(model, width - 1),
             )
             predictions = torch.cat([predictions, out.logits[:, -(width - 1) :]], dim=1)  # (P, W, V)
@@ -268,7 +267,7 @@ def _shared_prefix(model, contexts: list[list[int]]) -> Prefix:
     if len(contexts) < 2 or shared < 1:
         return 0, None
     ids = torch.tensor([contexts[0][:shared]], device=model.device)
-    return shared, _cache_of(model(input_ids=ids, use_cache=True, **_keep_logits(model, 1)))
+    return shared, cache_of(model(input_ids=ids, use_cache=True, **_keep_logits(model, 1)))
 
 
 def _batch_cache(model, cache, rows: int) -> dict:
@@ -277,7 +276,7 @@ def _batch_cache(model, cache, rows: int) -> dict:
         return {}
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(rows)
-    return _with_cache(model, cache)
+    return with_cache(model, cache)
 
 
 def _takes_custom_mask(model) -> bool:
@@ -313,19 +312,9 @@ def _context_forward(
             **_batch_cache(model, cache, len(index)),
             **_keep_logits(model, 1),
         )
-        yield index, out.logits[:, -1], _cache_of(out) if keep_cache else None, mask
+        yield index, out.logits[:, -1], cache_of(out) if keep_cache else None, mask
 
 
 def _keep_logits(model, count: int) -> dict:
     """Ask for the last `count` positions' logits only, where the model supports it (transformers' logits_to_keep)."""
-    return {"logits_to_keep": count} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-
-def _with_cache(model, cache) -> dict:
-    """The key-value cache argument by the name this transformers version reads (`cache` replaces past_key_values)."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
-
-
-def _cache_of(out) -> object:
-    """A forward's key-value cache under the name this transformers version gives it (`cache`, once past_key_values)."""
-    return out["cache"] if "cache" in out else out["past_key_values"]
+    return {"logits_to_keep": count} if forward_takes(model, "logits_to_keep") else {}

@@ -13,6 +13,7 @@ from unlearn.losses import elm_erase_loss, elm_target_logits, mean_token_nll
 from unlearn.methods.base import token_count, token_count_in
 from unlearn.methods.divergence import RetainRegularised
 from unlearn.methods.reference import frozen_copy
+from unlearn.models import cache_of, with_cache
 
 EXPERT_PROMPT = "Here is a text written by an expert of {concept}, with all the knowledge:\n"
 NOVICE_PROMPT = (
@@ -140,28 +141,49 @@ class ELM(RetainRegularised):
         answer = labels != IGNORE_INDEX
         lengths = forget["attention_mask"].sum(dim=1)
         start = torch.where(answer.any(dim=1), answer.int().argmax(dim=1), lengths).clamp(min=1)  # (B,)
-        rows = torch.arange(len(input_ids), device=input_ids.device)
+        drawn = self.continuations(input_ids, start, row_generators(forget, self.global_step))  # (B, K)
+        rows = torch.arange(len(input_ids), device=input_ids.device)[:, None]
         width = int(start.max()) + self.fluency_tokens
         columns = torch.arange(width, device=input_ids.device)
         ids = torch.full((len(input_ids), width), self.tokenizer.pad_token_id, device=input_ids.device)
         kept = min(width, input_ids.shape[1])
         ids[:, :kept] = input_ids[:, :kept]
         ids = torch.where(columns < start[:, None], ids, self.tokenizer.pad_token_id)
+        positions = start[:, None] + torch.arange(self.fluency_tokens, device=input_ids.device)  # (B, K)
+        ids[rows, positions] = drawn
+        eos = (drawn == self.tokenizer.eos_token_id).int()
+        after_eos = (eos.cumsum(dim=1) - eos) > 0  # drawn after the row's first EOS: not learned
         sampled = torch.full_like(ids, IGNORE_INDEX)
-        done = torch.zeros_like(start, dtype=torch.bool)
-        draws = row_generators(forget, self.global_step)
-        for k in range(self.fluency_tokens):
-            position = start + k  # where the drawn token goes; the logits one before predict it
-            used = int(position.max())
-            mask = (columns[:used] < position[:, None]).long()
-            logits = [z[rows, position - 1] for z in self.original_logits(ids[:, :used], mask)]  # (B, V) each
-            target = elm_target_logits(*logits, eta=self.fluency_eta)
-            token = gumbel_max(target, draws)  # (B,)
-            ids[rows, position] = token
-            sampled[rows, position] = torch.where(done, IGNORE_INDEX, token)
-            done |= token == self.tokenizer.eos_token_id
+        sampled[rows, positions] = torch.where(after_eos, IGNORE_INDEX, drawn)
         attention_mask = (columns < (start + self.fluency_tokens)[:, None]).long()
         return {"input_ids": ids, "attention_mask": attention_mask, "labels": sampled}
+
+    def continuations(self, input_ids: torch.Tensor, start: torch.Tensor, draws: list[torch.Generator]) -> torch.Tensor:
+        """(B, K) tokens drawn one at a time after each row's first `start` tokens, from the erased original's
+        softmax(z + η_f·(z⁻ − z⁺)): the three contexts (x, c⁻ + x, c⁺ + x) run as one left-padded batch with a KV
+        cache, so each drawn token costs one position's forward rather than the whole prompt's."""
+        bos = self.tokenizer.bos_token_id
+        keep = int(bos is not None and bool((input_ids[:, 0] == bos).all()))  # the prefix goes after a BOS
+        prompts = [
+            row[:keep].tolist() + prefix + row[keep:length].tolist()
+            for prefix in ([], self.prefixes["novice"], self.prefixes["expert"])
+            for row, length in zip(input_ids, start.tolist(), strict=True)
+        ]
+        width = max(map(len, prompts))
+        ids = input_ids.new_tensor([[self.tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = input_ids.new_tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        position = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache, drawn = None, []
+        for _ in range(self.fluency_tokens):
+            cached = with_cache(self.model, cache)
+            out = self.reference(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **cached)
+            cache = cache_of(out)
+            target = elm_target_logits(*out.logits[:, -1].chunk(3), eta=self.fluency_eta)  # (B, V)
+            drawn.append(gumbel_max(target, draws))
+            ids = drawn[-1].repeat(3)[:, None]
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+            position = position[:, -1:] + 1
+        return torch.stack(drawn, dim=1)
 
 
 def row_generators(rows: dict[str, torch.Tensor], step: int) -> list[torch.Generator]:
