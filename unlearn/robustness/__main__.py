@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 
-from unlearn.checks import refuse
+from lightning.fabric.utilities.seed import reset_seed
+
+from unlearn.checks import UsageError, refuse
 from unlearn.cli import SaveConfig, UnlearnCLI, quiet_library_noise, take_debug_flag, user_errors
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.eval.summary import resolved_config
@@ -53,22 +56,45 @@ def run(argv: list[str]) -> list[Path]:
     models = [model_folder(m) for m in [*args.models, *args.model]]
     if not models:
         parser.error("give at least one model folder (MODEL or --model runs/<method>/model)")
-    refuse(named_problems([Named("model", model) for model in models]))
+    folders = [args.out] if len(models) == 1 else [args.out / f"model{k}" for k in range(len(models))]
+    clis = suite_clis(models, args.config, overrides, folders)
     check_writable(args.out, "--out")
     results = []
-    for k, model in enumerate(models):
-        out = args.out if len(models) == 1 else args.out / f"model{k}"
-        cli = SuiteCLI(
-            UnlearnModule, UnlearnDataModule, subclass_mode_model=True, save_config_callback=SaveConfig,
-            seed_everything_default=0, run=False,
-            args=["--config", args.config, "--model.init_args.model", model, "--trainer.default_root_dir", str(out),
-                  *overrides],
-        )  # fmt: skip
+    for cli, out in zip(clis, folders, strict=True):
+        reset_seed()  # each model's attacks draw from the config's seed, as if its suite were the only one
         result = run_suite(cli.trainer, cli.model, cli.datamodule, cli.config_init["attacks"], out)
         results.append({**result, **resolved_config(cli.trainer)})
     paths = write(args.out, results, {"config": args.config, "overrides": overrides})
     print("wrote " + ", ".join(map(str, paths)))
     return paths
+
+
+def suite_clis(models: list[str], config: str, overrides: list[str], folders: list[Path]) -> list[SuiteCLI]:
+    """Each model's suite built before any of them runs (no weights load until an attack does), refused with one
+    error that lists every problem: the models' own (a missing folder, a hub id nothing could fetch) and the
+    config's with each model (settings, layers, data)."""
+    problems = named_problems([Named("model", model) for model in models])
+    clis = []
+    for model, out in zip(models, folders, strict=True):
+        arguments = ["--config", config, "--model.init_args.model", model, "--trainer.default_root_dir", str(out)]
+        try:
+            clis.append(
+                SuiteCLI(
+                    UnlearnModule,
+                    UnlearnDataModule,
+                    subclass_mode_model=True,
+                    save_config_callback=SaveConfig,
+                    seed_everything_default=0,
+                    run=False,
+                    parser_kwargs={"exit_on_error": False},
+                    args=[*arguments, *overrides],
+                )
+            )
+        except (UsageError, ArgumentError) as error:
+            found = error.problems if isinstance(error, UsageError) else [str(error)]
+            problems += [p for p in found if p not in problems and not p.startswith("model.init_args.model:")]
+    refuse(problems)
+    return clis
 
 
 if __name__ == "__main__":
