@@ -207,6 +207,13 @@ CASES = {
     ),
     "pdu-without-retain": ("pdu", ["--data.retain=null"], None, r"PDU constrains.*add a retain source"),
     "no-data-at-all": ("npo", ["--data.forget=null", "--data.retain=null"], None, r"neither data\.forget nor"),
+    "grun-on-passages": (
+        "grun_rmu",
+        ["--data.forget.class_path=unlearn.data.sources.SyntheticPassages", "--data.forget.init_args.split=forget10"],
+        None,
+        r"GRUN intervenes at the end of a prompt, which the passages of data\.forget do not have.*QASource",
+    ),
+    "grun-without-retain": ("grun_npo", ["--data.retain=null"], None, r"GRUN trains its gate.*add data\.retain"),
     # precision and strategy against the device
     "fp16-mixed-on-cpu": ("npo", ["--trainer.precision=16-mixed"], None, r"precision=16-mixed.*bf16-mixed or 32-true"),
     "fp16-true-on-cpu": ("npo", ["--trainer.precision=16-true"], None, r"precision=16-true.*bf16-mixed"),

@@ -34,6 +34,14 @@ class Adapter(ABC):
         """What the adapter cannot do under the trainer's strategy, each with what to use instead (nothing here)."""
         return []
 
+    def needed_data(self) -> dict[str, str]:
+        """The data roles the adapter's own terms train on, each with what to say when it is missing (none here)."""
+        return {}
+
+    def data_problems(self, kinds: dict[str, str]) -> list[str]:
+        """What the adapter cannot train on, given the kind of rows (qa, text, mixed) of each data role there is."""
+        return []
+
     def extend_objective(self, module, batch: dict, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Add the adapter's own loss terms to the method's (none by default)."""
         return terms

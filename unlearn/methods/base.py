@@ -255,11 +255,18 @@ class UnlearnModule(L.LightningModule, ABC):
         return {"forget": f"{type(self).__name__} unlearns data.forget, which is not set; add a forget source"}
 
     def missing_data(self, datamodule: L.LightningDataModule | None) -> list[str]:
-        """One problem per data role this method needs that the data section does not give."""
+        """One problem per data role this method or its adapter needs that the data section does not give, then what
+        the adapter cannot train on (by the kind of each role's rows)."""
         roles = getattr(datamodule, "roles", None)
         if roles is None:  # dataloaders passed to fit directly: nothing to check
             return []
-        return [problem for role, problem in self.needed_data().items() if role not in roles()]
+        needed = {**self.needed_data(), **(self.adapter.needed_data() if self.adapter else {})}  # the adapter's need
+        # stands whatever the method's weights are, so its message (not "or set retain_weight: 0") is the one given
+        problems = [problem for role, problem in needed.items() if role not in roles()]
+        if self.adapter is not None:
+            sources = {role: source for role, source in getattr(datamodule, "sources", {}).items() if source is not None}
+            problems += self.adapter.data_problems({role: getattr(s, "kind", None) for role, s in sources.items()})
+        return problems
 
     def setup(self, stage: str) -> None:
         """Before the model loads: the data this method trains on must be there, fit's save folder must be writable

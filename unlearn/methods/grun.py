@@ -110,6 +110,19 @@ class GRUN(Adapter):
             "cannot run under a ZeRO-3 strategy; use trainer.strategy: ddp or a ZeRO-2 one, or LoRA under ZeRO-3"
         ]
 
+    def needed_data(self) -> dict[str, str]:
+        missing = "GRUN trains its gate on forget (1) against retain (0) prompts: add data.{}"
+        return {role: missing.format(role) for role in ("forget", "retain")}
+
+    def data_problems(self, kinds: dict[str, str]) -> list[str]:
+        """GRUN intervenes at a prompt's end, which passages do not have: both roles need question-answer rows."""
+        return [
+            f"GRUN intervenes at the end of a prompt, which the passages of data.{role} do not have; give it "
+            "question-answer rows (e.g. unlearn.data.sources.QASource)"
+            for role in ("forget", "retain")
+            if kinds.get(role) == "text"
+        ]
+
     def extend_objective(self, module, batch: dict, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Loss + gate_weight·BCE(gate; forget prompts 1, retain prompts 0)."""
         if "retain" not in batch:
