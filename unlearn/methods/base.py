@@ -264,8 +264,9 @@ class UnlearnModule(L.LightningModule, ABC):
         # stands whatever the method's weights are, so its message (not "or set retain_weight: 0") is the one given
         problems = [problem for role, problem in needed.items() if role not in roles()]
         if self.adapter is not None:
-            sources = {role: source for role, source in getattr(datamodule, "sources", {}).items() if source is not None}
-            problems += self.adapter.data_problems({role: getattr(s, "kind", None) for role, s in sources.items()})
+            sources = getattr(datamodule, "sources", {})
+            kinds = {role: getattr(s, "kind", None) for role, s in sources.items() if s is not None}
+            problems += self.adapter.data_problems(kinds)
         return problems
 
     def setup(self, stage: str) -> None:
