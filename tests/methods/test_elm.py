@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.elm_sampler import uncached_continuations
 from unlearn.checks import UsageError
 from unlearn.data.collate import IGNORE_INDEX
 from unlearn.data.datamodule import UnlearnDataModule
 from unlearn.data.sources import SyntheticQA
 from unlearn.losses import elm_erase_loss, elm_target_logits, sequence_nll
 from unlearn.methods import ELM
-from unlearn.methods.elm import gumbel_max, row_generators, with_prefix
+from unlearn.methods.elm import row_generators, with_prefix
 from unlearn.methods.lora import LoRA
 from unlearn.models import load_model
 
@@ -123,23 +124,6 @@ def test_fluency_sample_continues_each_question():
         assert sample["attention_mask"][row].sum() == s + 3
 
 
-def uncached_continuations(module: ELM, forget: dict, start: torch.Tensor) -> torch.Tensor:
-    """The fluency draws by their definition, without a cache: for each token, the three contexts' whole right-padded
-    forward (ELM.original_logits) and their logits one before the drawn position."""
-    rows, draws = torch.arange(len(start)), row_generators(forget, 0)
-    ids = torch.full((len(start), int(start.max()) + module.fluency_tokens), module.tokenizer.pad_token_id)
-    for row, length in enumerate(start.tolist()):
-        ids[row, :length] = forget["input_ids"][row, :length]
-    drawn = []
-    for k in range(module.fluency_tokens):
-        position = start + k
-        mask = (torch.arange(int(position.max())) < position[:, None]).long()
-        logits = [z[rows, position - 1] for z in module.original_logits(ids[:, : int(position.max())], mask)]
-        drawn.append(gumbel_max(elm_target_logits(*logits, eta=module.fluency_eta), draws))
-        ids[rows, position] = drawn[-1]
-    return torch.stack(drawn, dim=1)
-
-
 @pytest.mark.parametrize("adapter", [None, LoRA(r=4, lora_alpha=8.0)], ids=["frozen-copy", "lora"])
 def test_cached_fluency_draws_are_the_uncached_ones(adapter):
     """The KV-cached, left-padded sampler draws the tokens that whole forwards of right-padded prompts give, for
@@ -154,7 +138,7 @@ def test_cached_fluency_draws_are_the_uncached_ones(adapter):
     assert len(set(start.tolist())) > 1, "prompts of unequal length, so left padding matters"
     with torch.no_grad():
         cached = module.continuations(forget["input_ids"], start, row_generators(forget, 0))
-        expected = uncached_continuations(module, forget, start)
+        expected = uncached_continuations(module, forget, start, row_generators(forget, 0))
     assert torch.equal(cached, expected)
 
 
