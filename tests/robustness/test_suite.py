@@ -87,10 +87,10 @@ def test_missing_model_is_refused_before_anything_runs(tmp_path, capsys):
     [("--data.batch_size=0", "data.batch_size=0 gives empty batches"), ("--trainer.max_stepz=3", "unrecognized")],
 )
 def test_a_missing_model_and_a_bad_setting_are_one_error(tmp_path, capsys, setting, problem):
-    """The models and the config with each of them are checked together: one error lists both problems."""
+    """The models and the config with each model that exists are checked together: one error lists both problems."""
     config = suite_config(tmp_path, ATTACKS)
     with pytest.raises(SystemExit) as exit_info:
-        main([TARGET, str(tmp_path / "no"), "--config", config, "--out", str(tmp_path / "o"), setting])
+        main([str(tmp_path / "no"), TARGET, "--config", config, "--out", str(tmp_path / "o"), setting])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: 2 problems:"), err
     assert "model: model path" in err and problem in err and "Traceback" not in err

@@ -72,10 +72,13 @@ def run(argv: list[str]) -> list[Path]:
 def suite_clis(models: list[str], config: str, overrides: list[str], folders: list[Path]) -> list[SuiteCLI]:
     """Each model's suite built before any of them runs (no weights load until an attack does), refused with one
     error that lists every problem: the models' own (a missing folder, a hub id nothing could fetch) and the
-    config's with each model (settings, layers, data)."""
-    problems = named_problems([Named("model", model) for model in models])
-    clis = []
+    config's with each model that exists (settings, layers, data; a hub id is asked of the hub once)."""
+    problems, clis = [], []
     for model, out in zip(models, folders, strict=True):
+        own = named_problems([Named("model", model)])
+        problems += own
+        if own:
+            continue
         arguments = ["--config", config, "--model.init_args.model", model, "--trainer.default_root_dir", str(out)]
         try:
             clis.append(
@@ -92,7 +95,7 @@ def suite_clis(models: list[str], config: str, overrides: list[str], folders: li
             )
         except (UsageError, ArgumentError) as error:
             found = error.problems if isinstance(error, UsageError) else [str(error)]
-            problems += [p for p in found if p not in problems and not p.startswith("model.init_args.model:")]
+            problems += [p for p in found if p not in problems]
     refuse(problems)
     return clis
 
